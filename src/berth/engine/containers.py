@@ -1,0 +1,486 @@
+"""The container service: create, start, stop, remove... and the lifecycle they walk.
+
+States and legal moves are in ``berth.engine.model``. The work that touches the host (rootfs
+mount, runtime spec, shim) is in ``berth.engine.launch``; this module decides *when* and keeps
+the database, the waiters and the exit monitors consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import signal as signal_module
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from berth.engine import launch
+from berth.engine.db import ContainerDB
+from berth.engine.model import (
+    ContainerConfig,
+    ContainerRecord,
+    ContainerState,
+    ContainerStatus,
+    HostConfig,
+    validate_name,
+)
+from berth.engine.names import random_name
+from berth.errors import (
+    AlreadyExists,
+    BerthError,
+    Conflict,
+    ContainerNotFound,
+    InvalidArgument,
+    NotModified,
+    RuntimeFailure,
+)
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, str, dict[str, str]], None]  # (action, container id, attributes)
+
+
+def now_rfc3339() -> str:
+    t = datetime.now(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int
+    error: str = ""
+
+
+class ContainerService:
+    def __init__(self, data_root: Path, exec_root: Path, db: ContainerDB, images: Any,
+                 layers: Any, runtimes: dict[str, str], default_runtime: str,
+                 on_event: EventSink | None = None) -> None:
+        self._root = data_root / "containers"
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._exec_root = exec_root
+        self._db = db
+        self._images = images
+        self._layers = layers
+        self._runtimes = runtimes
+        self._default_runtime = default_runtime
+        self._on_event = on_event or (lambda action, cid, attrs: None)
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[ExitInfo]]] = {}
+        self._removed_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._pending_attach: dict[str, list[asyncio.Future[launch.Shim]]] = {}
+        self._shims: dict[str, launch.Shim] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stopping: set[str] = set()
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def container_dir(self, container_id: str) -> Path:
+        return self._root / container_id
+
+    def log_path(self, container_id: str) -> Path:
+        return self.container_dir(container_id) / f"{container_id}-json.log"
+
+    def get(self, ref: str) -> ContainerRecord:
+        """By full ID, by name (with or without ``/``), or by unique ID prefix, as Docker."""
+        ref = ref.strip()
+        if ref:
+            if len(ref) == 64 and (rec := self._db.get(ref)):
+                return rec
+            if rec := self._db.by_name(ref.lstrip("/")):
+                return rec
+            if all(c in "0123456789abcdef" for c in ref):
+                matches = self._db.by_id_prefix(ref)
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    raise InvalidArgument(
+                        f"Multiple IDs found with provided prefix: {ref}")
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def list(self) -> list[ContainerRecord]:
+        return sorted(self._db.all(), key=lambda r: r.created, reverse=True)
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _save(self, record: ContainerRecord) -> ContainerRecord:
+        self._db.update(record)
+        return record
+
+    # -- create -----------------------------------------------------------------------------
+
+    async def create(self, name: str | None, config: ContainerConfig,
+                     host: HostConfig) -> ContainerRecord:
+        if name:
+            name = validate_name(name)
+            if existing := self._db.by_name(name):
+                raise AlreadyExists(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{existing.id}". You have to remove (or rename) that container to be able '
+                    "to reuse that name.")
+        else:
+            name = self._unused_name()
+        runtime = host.runtime or self._default_runtime
+        if runtime not in self._runtimes:
+            raise InvalidArgument(f"Unknown runtime specified {runtime}")
+        image = await asyncio.to_thread(self._images.get, config.image)
+        merged = launch.merge_image_config(config, image.config)
+        if not merged.argv:
+            raise InvalidArgument("No command specified")
+        container_id = secrets.token_hex(32)
+        if not merged.hostname:
+            merged = replace(merged, hostname=container_id[:12])
+        if host.auto_remove and host.restart_policy.name not in ("", "no"):
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+        record = ContainerRecord(
+            id=container_id, name=name, created=now_rfc3339(), image_id=image.id,
+            config=merged, host_config=replace(host, runtime=runtime), runtime=runtime)
+        cdir = self.container_dir(container_id)
+        cdir.mkdir(mode=0o710)
+        try:
+            await asyncio.to_thread(launch.write_network_files, cdir, record)
+            self._db.insert(record)
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        self._on_event("create", container_id, {"name": name, "image": config.image})
+        return record
+
+    def _unused_name(self) -> str:
+        for _ in range(64):
+            candidate = random_name()
+            if not self._db.by_name(candidate):
+                return candidate
+        return random_name() + "_" + secrets.token_hex(2)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, ref: str) -> None:
+        record = self.get(ref)
+        async with self._lock(record.id):
+            record = self.get(record.id)
+            if record.status.state == ContainerState.PAUSED:
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if record.is_running:
+                raise NotModified("container already started")
+            await self._start_locked(record)
+
+    async def _start_locked(self, record: ContainerRecord) -> None:
+        cdir = self.container_dir(record.id)
+        try:
+            shim = await launch.start_container(
+                record, cdir, self._exec_root, self._images, self._layers,
+                self._runtimes[record.runtime], self.log_path(record.id))
+        except BerthError as err:
+            code = err.exit_code if isinstance(err, RuntimeFailure) else 125
+            status = replace(record.status, error=str(err), exit_code=code)
+            self._save(replace(record, status=status))
+            if record.host_config.auto_remove:
+                await self._remove_now(record.id)
+            raise
+        self._shims[record.id] = shim
+        # attach requests that arrived before start are connected before the process runs
+        for fut in self._pending_attach.pop(record.id, []):
+            if not fut.done():
+                fut.set_result(shim)
+        await asyncio.sleep(0)
+        try:
+            pid = await shim.start()
+        except BerthError as err:
+            await launch.teardown_after_exit(record, cdir, shim)
+            self._shims.pop(record.id, None)
+            status = replace(record.status, error=str(err), exit_code=getattr(err, "exit_code", 125))
+            self._save(replace(record, status=status))
+            if record.host_config.auto_remove:
+                await self._remove_now(record.id)
+            raise
+        status = ContainerStatus(state=ContainerState.RUNNING, pid=pid, started_at=now_rfc3339())
+        self._save(replace(record, status=status, has_been_started=True))
+        self._on_event("start", record.id, {"name": record.name})
+        self._watch(record.id, shim)
+
+    def _watch(self, container_id: str, shim: launch.Shim) -> None:
+        task = asyncio.get_running_loop().create_task(self._monitor(container_id, shim))
+        self._monitors[container_id] = task
+
+    async def _monitor(self, container_id: str, shim: launch.Shim) -> None:
+        exit_state = await shim.wait()
+        async with self._lock(container_id):
+            record = self._db.get(container_id)
+            if record is None:
+                return
+            cdir = self.container_dir(container_id)
+            await launch.teardown_after_exit(record, cdir, shim)
+            self._shims.pop(container_id, None)
+            status = replace(record.status, state=ContainerState.EXITED, pid=0,
+                             exit_code=exit_state.exit_code, oom_killed=exit_state.oom_killed,
+                             finished_at=exit_state.exited_at or now_rfc3339())
+            record = self._save(replace(record, status=status))
+        self._monitors.pop(container_id, None)
+        self._on_event("die", container_id, {"exitCode": str(exit_state.exit_code),
+                                             "name": record.name})
+        for fut in self._exit_waiters.pop(container_id, []):
+            if not fut.done():
+                fut.set_result(ExitInfo(exit_state.exit_code))
+        self._stopping.discard(container_id)
+        if record.host_config.auto_remove:
+            await self._remove_now(container_id)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    async def kill(self, ref: str, signal: str | int = "SIGKILL") -> None:
+        record = self.get(ref)
+        if not record.is_running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {record.id} is not running")
+        signo = parse_signal(signal)
+        shim = self._shims.get(record.id)
+        if shim is None:
+            raise Conflict(f"Container {record.id} is not running")
+        if record.status.state == ContainerState.PAUSED and signo == signal_module.SIGKILL:
+            # a frozen process cannot die; thaw after queueing the signal
+            await shim.kill(signo)
+            await shim.resume()
+            return
+        await shim.kill(signo)
+        self._on_event("kill", record.id, {"signal": str(signo), "name": record.name})
+
+    async def stop(self, ref: str, timeout: int | None = None) -> None:
+        record = self.get(ref)
+        if not record.is_running:
+            raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = record.config.stop_timeout if record.config.stop_timeout is not None else 10
+        self._stopping.add(record.id)
+        waiter = self._exit_future(record.id)
+        signo = parse_signal(record.config.stop_signal or "SIGTERM")
+        shim = self._shims.get(record.id)
+        if shim is None:
+            return
+        if record.status.state == ContainerState.PAUSED:
+            await shim.kill(signo)
+            await shim.resume()
+        else:
+            await shim.kill(signo)
+        try:
+            if timeout < 0:
+                await waiter
+            else:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            await shim.kill(signal_module.SIGKILL)
+            await waiter
+        self._on_event("stop", record.id, {"name": record.name})
+
+    async def restart(self, ref: str, timeout: int | None = None) -> None:
+        record = self.get(ref)
+        if record.is_running:
+            await self.stop(record.id, timeout)
+        await self.start(record.id)
+        self._save(replace(self.get(record.id), restart_count=0))
+        self._on_event("restart", record.id, {"name": record.name})
+
+    async def pause(self, ref: str) -> None:
+        record = self.get(ref)
+        if record.status.state == ContainerState.PAUSED:
+            raise Conflict(f"Container {record.id} is already paused")
+        if record.status.state != ContainerState.RUNNING:
+            raise Conflict(f"Container {record.id} is not running")
+        await self._shims[record.id].pause()
+        self._save(replace(record, status=replace(record.status, state=ContainerState.PAUSED)))
+        self._on_event("pause", record.id, {"name": record.name})
+
+    async def unpause(self, ref: str) -> None:
+        record = self.get(ref)
+        if record.status.state != ContainerState.PAUSED:
+            raise Conflict(f"Container {record.id} is not paused")
+        await self._shims[record.id].resume()
+        self._save(replace(record, status=replace(record.status, state=ContainerState.RUNNING)))
+        self._on_event("unpause", record.id, {"name": record.name})
+
+    # -- wait -------------------------------------------------------------------------------
+
+    def _exit_future(self, container_id: str) -> asyncio.Future[ExitInfo]:
+        fut: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.setdefault(container_id, []).append(fut)
+        return fut
+
+    async def wait(self, ref: str, condition: str = "not-running") -> ExitInfo:
+        record = self.get(ref)
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        if condition == "removed":
+            removed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._removed_waiters.setdefault(record.id, []).append(removed)
+            exit_fut = self._exit_future(record.id) if record.is_running or \
+                record.status.state == ContainerState.CREATED else None
+            await removed
+            if exit_fut is not None and exit_fut.done():
+                return exit_fut.result()
+            last = record.status
+            return ExitInfo(last.exit_code, last.error)
+        if condition == "not-running" and not record.is_running:
+            return ExitInfo(record.status.exit_code)
+        return await self._exit_future(record.id)
+
+    # -- attach and resize ------------------------------------------------------------------
+
+    async def shim_for_attach(self, ref: str) -> tuple[ContainerRecord, launch.Shim]:
+        """The shim to attach to; before start, waits until start has created it."""
+        record = self.get(ref)
+        if shim := self._shims.get(record.id):
+            return record, shim
+        if record.status.state == ContainerState.CREATED or \
+                record.status.state == ContainerState.EXITED:
+            fut: asyncio.Future[launch.Shim] = asyncio.get_running_loop().create_future()
+            self._pending_attach.setdefault(record.id, []).append(fut)
+            return record, await fut
+        raise Conflict(f"Container {record.id} is not running")
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        record = self.get(ref)
+        shim = self._shims.get(record.id)
+        if shim is None:
+            raise Conflict(f"Container {record.id} is not running")
+        await shim.resize(height, width)
+
+    # -- remove -----------------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        record = self.get(ref)
+        if record.is_running:
+            if not force:
+                if record.status.state == ContainerState.PAUSED:
+                    raise Conflict(
+                        f"You cannot remove a paused container {record.id}. Unpause and then "
+                        "stop the container before attempting removal or force remove")
+                raise Conflict(
+                    f"You cannot remove a running container {record.id}. Stop the container "
+                    "before attempting removal or force remove")
+            waiter = self._exit_future(record.id)
+            await self.kill(record.id, "SIGKILL")
+            await waiter
+            if record.host_config.auto_remove:
+                return  # the exit monitor removes it
+        await self._remove_now(record.id)
+
+    async def _remove_now(self, container_id: str) -> None:
+        async with self._lock(container_id):
+            record = self._db.get(container_id)
+            if record is None:
+                return
+            cdir = self.container_dir(container_id)
+            await asyncio.to_thread(launch.remove_container_files, cdir)
+            self._db.delete(container_id)
+        self._locks.pop(container_id, None)
+        for fut in self._pending_attach.pop(container_id, []):
+            if not fut.done():
+                fut.set_exception(ContainerNotFound(f"No such container: {container_id}"))
+        for removed in self._removed_waiters.pop(container_id, []):
+            if not removed.done():
+                removed.set_result(None)
+        self._on_event("destroy", container_id, {"name": record.name})
+
+    async def prune(self) -> list[str]:
+        deleted = []
+        for record in self.list():
+            if record.status.state in (ContainerState.EXITED, ContainerState.CREATED,
+                                       ContainerState.DEAD):
+                await self._remove_now(record.id)
+                deleted.append(record.id)
+        return deleted
+
+    def rename(self, ref: str, new_name: str) -> None:
+        record = self.get(ref)
+        new_name = validate_name(new_name)
+        if existing := self._db.by_name(new_name):
+            raise AlreadyExists(
+                f'Error when allocating new name: Conflict. The container name "/{new_name}" '
+                f'is already in use by container "{existing.id}". You have to remove (or rename) '
+                "that container to be able to reuse that name.")
+        self._save(replace(record, name=new_name))
+        self._on_event("rename", record.id, {"name": new_name, "oldName": "/" + record.name})
+
+    def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        record = self.get(ref)
+        if not record.is_running:
+            raise Conflict(f"Container {record.id} is not running")
+        return launch.top(record, ps_args)
+
+    # -- daemon start and stop --------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Re-adopt running containers after a daemon restart; settle what died meanwhile."""
+        for record in self._db.all():
+            if not record.is_running:
+                continue
+            cdir = self.container_dir(record.id)
+            shim = await launch.reconnect(record, cdir, self._exec_root,
+                                          self._runtimes.get(record.runtime, record.runtime))
+            if shim is not None:
+                self._shims[record.id] = shim
+                self._watch(record.id, shim)
+                continue
+            exit_state = launch.read_exit(cdir)
+            await launch.teardown_after_exit(record, cdir, None)
+            status = replace(record.status, state=ContainerState.EXITED, pid=0,
+                             exit_code=exit_state.exit_code if exit_state else 255,
+                             oom_killed=exit_state.oom_killed if exit_state else False,
+                             finished_at=(exit_state.exited_at if exit_state else "")
+                             or now_rfc3339())
+            self._save(replace(record, status=status))
+            if record.host_config.auto_remove:
+                await self._remove_now(record.id)
+
+    async def close(self) -> None:
+        """Stop watching (containers keep running under their shims)."""
+        for task in list(self._monitors.values()):
+            task.cancel()
+        for task in list(self._monitors.values()):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        self._monitors.clear()
+        for shim in self._shims.values():
+            await shim.close()
+
+    def counts(self) -> dict[str, int]:
+        counts = {"running": 0, "paused": 0, "stopped": 0}
+        for record in self._db.all():
+            if record.status.state == ContainerState.RUNNING:
+                counts["running"] += 1
+            elif record.status.state == ContainerState.PAUSED:
+                counts["paused"] += 1
+            else:
+                counts["stopped"] += 1
+        return counts
+
+
+def parse_signal(value: str | int) -> int:
+    """``9``, ``KILL``, ``SIGKILL``, ``sigkill`` → 9 (Docker's parsing)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < 65:
+            return num
+    else:
+        name = text.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return int(signal_module.Signals[name])
+        except KeyError:
+            if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
+                base = signal_module.SIGRTMIN if "MIN" in name else signal_module.SIGRTMAX
+                off = name[8:]
+                try:
+                    return int(base) + (int(off) if off else 0)
+                except ValueError:
+                    pass
+    raise InvalidArgument(f"Invalid signal: {value}")
