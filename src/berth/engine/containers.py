@@ -191,7 +191,7 @@ class ContainerService:
         try:
             pid = await shim.start()
         except BerthError as err:
-            await launch.teardown_after_exit(record, cdir, shim)
+            await launch.teardown_after_exit(record, cdir, self._exec_root)
             self._shims.pop(record.id, None)
             status = replace(record.status, error=str(err), exit_code=getattr(err, "exit_code", 125))
             self._save(replace(record, status=status))
@@ -214,7 +214,7 @@ class ContainerService:
             if record is None:
                 return
             cdir = self.container_dir(container_id)
-            await launch.teardown_after_exit(record, cdir, shim)
+            await launch.teardown_after_exit(record, cdir, self._exec_root)
             self._shims.pop(container_id, None)
             status = replace(record.status, state=ContainerState.EXITED, pid=0,
                              exit_code=exit_state.exit_code, oom_killed=exit_state.oom_killed,
@@ -373,7 +373,7 @@ class ContainerService:
             if record is None:
                 return
             cdir = self.container_dir(container_id)
-            await asyncio.to_thread(launch.remove_container_files, cdir)
+            await asyncio.to_thread(launch.remove_container_files, cdir, self._exec_root)
             self._db.delete(container_id)
         self._locks.pop(container_id, None)
         for fut in self._pending_attach.pop(container_id, []):
@@ -418,14 +418,13 @@ class ContainerService:
             if not record.is_running:
                 continue
             cdir = self.container_dir(record.id)
-            shim = await launch.reconnect(record, cdir, self._exec_root,
-                                          self._runtimes.get(record.runtime, record.runtime))
+            shim = await launch.reconnect(record, cdir, self._exec_root)
             if shim is not None:
                 self._shims[record.id] = shim
                 self._watch(record.id, shim)
                 continue
             exit_state = launch.read_exit(cdir)
-            await launch.teardown_after_exit(record, cdir, None)
+            await launch.teardown_after_exit(record, cdir, self._exec_root)
             status = replace(record.status, state=ContainerState.EXITED, pid=0,
                              exit_code=exit_state.exit_code if exit_state else 255,
                              oom_killed=exit_state.oom_killed if exit_state else False,

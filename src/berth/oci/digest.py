@@ -1,7 +1,8 @@
 """Content digests and the layer identities built from them (pure, no I/O).
 
 Keeps containerd's words: a *diff ID* is the digest of an uncompressed layer tar, a *chain ID*
-names a stack of layers: ``chain(L0) = diff(L0)``, ``chain(L0..n) = sha256(chain(L0..n-1) + " " + diff(Ln))``.
+names a stack of layers: ``chain(L0) = diff(L0)``,
+``chain(L0..n) = sha256(chain(L0..n-1) + " " + diff(Ln))``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,286 @@
+"""``/containers/...`` endpoints: thin adapters over the container service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from berth.api import wire_containers as wire
+from berth.api.streams import encode_frame
+from berth.engine.containers import ContainerService
+from berth.engine.logs import LogQuery, follow_logs, parse_since, read_logs
+from berth.engine.model import ContainerRecord, ContainerState
+from berth.errors import BerthError, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+
+class ImageNames(Protocol):
+    """What the container routes need from the image store."""
+
+    def get(self, name: str) -> Any: ...
+
+
+def _flag(request: web.Request, name: str, default: bool = False) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.lower() not in ("", "0", "false", "no")
+
+
+def _int_query(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise InvalidArgument(f"invalid value for {name}: {value!r}") from err
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise InvalidArgument(f"invalid filter '{raw}'") from err
+    out: dict[str, list[str]] = {}
+    for key, value in data.items():
+        # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
+        out[key] = list(value.keys()) if isinstance(value, dict) else list(value)
+    return out
+
+
+class ContainerRoutes:
+    def __init__(self, service: ContainerService, images: ImageNames) -> None:
+        self.service = service
+        self.images = images
+
+    def register(self, router: Any) -> None:
+        for method, path, handler in self._routes():
+            router.add(method, path, handler)
+
+    def _routes(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("POST", "/containers/create", self.create),
+            ("GET", "/containers/json", self.list),
+            ("POST", "/containers/prune", self.prune),
+            ("GET", "/containers/{id}/json", self.inspect),
+            ("POST", "/containers/{id}/start", self.start),
+            ("POST", "/containers/{id}/stop", self.stop),
+            ("POST", "/containers/{id}/restart", self.restart),
+            ("POST", "/containers/{id}/kill", self.kill),
+            ("POST", "/containers/{id}/pause", self.pause),
+            ("POST", "/containers/{id}/unpause", self.unpause),
+            ("POST", "/containers/{id}/wait", self.wait),
+            ("DELETE", "/containers/{id}", self.remove),
+            ("POST", "/containers/{id}/attach", self.attach),
+            ("GET", "/containers/{id}/logs", self.logs),
+            ("POST", "/containers/{id}/resize", self.resize),
+            ("GET", "/containers/{id}/top", self.top),
+            ("POST", "/containers/{id}/rename", self.rename),
+        ]
+
+    # -- create / inspect / list -------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError as err:
+            raise InvalidArgument(f"invalid JSON body: {err}") from err
+        config, host = wire.parse_create_body(body)
+        record = await self.service.create(request.query.get("name"), config, host)
+        return web.json_response({"Id": record.id, "Warnings": []}, status=201)
+
+    def _extras(self, record: ContainerRecord) -> dict[str, Any]:
+        from berth.engine import launch
+
+        return launch.inspect_extras(record, self.service.container_dir(record.id))
+
+    async def inspect(self, request: web.Request) -> web.Response:
+        record = self.service.get(request.match_info["id"])
+        data = wire.render_inspect(record, self.service.container_dir(record.id),
+                                   self._extras(record))
+        return web.json_response(data)
+
+    async def list(self, request: web.Request) -> web.Response:
+        show_all = _flag(request, "all")
+        limit = _int_query(request, "limit") or -1
+        filters = _filters(request)
+        records = self.service.list()
+        if limit > 0 or filters.get("status") or filters.get("exited"):
+            show_all = True
+        if not show_all:
+            records = [r for r in records if r.is_running]
+        records = [r for r in records if self._matches(r, filters)]
+        if limit > 0:
+            records = records[:limit]
+        return web.json_response(
+            [wire.render_list_entry(r, r.config.image, self._extras(r)) for r in records])
+
+    def _matches(self, r: ContainerRecord, filters: dict[str, list[str]]) -> bool:
+        for key, values in filters.items():
+            if key == "status" and r.status.state.value not in values:
+                return False
+            if key == "name" and not any(v.lstrip("/") in r.name for v in values):
+                return False
+            if key == "id" and not any(r.id.startswith(v) for v in values):
+                return False
+            if key == "exited" and (r.status.state != ContainerState.EXITED or
+                                    str(r.status.exit_code) not in values):
+                return False
+            if key == "label":
+                for v in values:
+                    k, eq, val = v.partition("=")
+                    if k not in r.config.labels or (eq and r.config.labels[k] != val):
+                        return False
+            if key == "ancestor" and not self._has_ancestor(r, values):
+                return False
+        return True
+
+    def _has_ancestor(self, r: ContainerRecord, values: list[str]) -> bool:
+        for v in values:
+            try:
+                if self.images.get(v).id == r.image_id:
+                    return True
+            except BerthError:
+                continue
+        return False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, request: web.Request) -> web.Response:
+        await self.service.start(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def stop(self, request: web.Request) -> web.Response:
+        await self.service.stop(request.match_info["id"], _int_query(request, "t"))
+        return web.Response(status=204)
+
+    async def restart(self, request: web.Request) -> web.Response:
+        await self.service.restart(request.match_info["id"], _int_query(request, "t"))
+        return web.Response(status=204)
+
+    async def kill(self, request: web.Request) -> web.Response:
+        await self.service.kill(request.match_info["id"], request.query.get("signal") or "SIGKILL")
+        return web.Response(status=204)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        await self.service.pause(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def unpause(self, request: web.Request) -> web.Response:
+        await self.service.unpause(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def remove(self, request: web.Request) -> web.Response:
+        await self.service.remove(request.match_info["id"], force=_flag(request, "force"),
+                                  volumes=_flag(request, "v"))
+        return web.Response(status=204)
+
+    async def prune(self, request: web.Request) -> web.Response:
+        deleted = await self.service.prune()
+        return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    async def rename(self, request: web.Request) -> web.Response:
+        name = request.query.get("name", "")
+        self.service.rename(request.match_info["id"], name)
+        return web.Response(status=204)
+
+    async def top(self, request: web.Request) -> web.Response:
+        titles, processes = await asyncio.to_thread(
+            self.service.top, request.match_info["id"], request.query.get("ps_args", "-ef"))
+        return web.json_response({"Titles": titles, "Processes": processes})
+
+    async def resize(self, request: web.Request) -> web.Response:
+        h = _int_query(request, "h") or 0
+        w = _int_query(request, "w") or 0
+        await self.service.resize(request.match_info["id"], h, w)
+        return web.Response(status=200)
+
+    # -- wait: headers at once, the body when the condition is met ----------------------------
+
+    async def wait(self, request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["id"]
+        condition = request.query.get("condition") or "not-running"
+        self.service.get(ref)  # 404 before the 200 goes out
+        waiter = asyncio.ensure_future(self.service.wait(ref, condition))
+        await asyncio.sleep(0)  # register the waiter before anything else can run
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            info = await waiter
+        except BerthError as err:
+            await resp.write(json.dumps({"Error": {"Message": str(err)}, "StatusCode": -1})
+                             .encode() + b"\n")
+            return resp
+        error = {"Message": info.error} if info.error else None
+        await resp.write(json.dumps({"Error": error, "StatusCode": info.exit_code}).encode()
+                         + b"\n")
+        await resp.write_eof()
+        return resp
+
+    # -- logs --------------------------------------------------------------------------------
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        record = self.service.get(request.match_info["id"])
+        stdout, stderr = _flag(request, "stdout"), _flag(request, "stderr")
+        if not (stdout or stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        tail_text = request.query.get("tail", "all")
+        tail = None if tail_text in ("", "all") else int(tail_text)
+        now = time.time()
+        query = LogQuery(tail=tail, since=parse_since(request.query.get("since", ""), now),
+                         until=parse_since(request.query.get("until", ""), now),
+                         follow=_flag(request, "follow"), stdout=stdout, stderr=stderr)
+        timestamps = _flag(request, "timestamps")
+        tty = record.config.tty
+        resp = web.StreamResponse(status=200, headers={
+            "Content-Type": "application/vnd.docker.raw-stream" if tty
+            else "application/vnd.docker.multiplexed-stream"})
+        await resp.prepare(request)
+        path = self.service.log_path(record.id)
+        entries, offset = await asyncio.to_thread(read_logs, path, query)
+
+        async def emit(entry: Any) -> None:
+            data = entry.data
+            if timestamps:
+                data = entry.time.encode() + b" " + data
+            if tty:
+                await resp.write(data)
+            else:
+                await resp.write(encode_frame(1 if entry.stream == "stdout" else 2, data))
+
+        for entry in entries:
+            await emit(entry)
+        if query.follow and self.service.get(record.id).is_running:
+            def running() -> bool:
+                try:
+                    return self.service.get(record.id).is_running
+                except BerthError:
+                    return False
+
+            async for entry in follow_logs(path, offset, query, running):
+                await emit(entry)
+        await resp.write_eof()
+        return resp
+
+    # -- attach ------------------------------------------------------------------------------
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        from berth.api.attach import serve_attach
+
+        record = self.service.get(request.match_info["id"])
+        return await serve_attach(request, self.service, record,
+                                  stdin=_flag(request, "stdin"), stdout=_flag(request, "stdout"),
+                                  stderr=_flag(request, "stderr"), logs=_flag(request, "logs"),
+                                  stream=_flag(request, "stream"),
+                                  detach_keys=request.query.get("detachKeys"))

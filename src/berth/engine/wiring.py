@@ -1,0 +1,97 @@
+"""The one composition root: builds every engine service from a ``DaemonConfig``.
+
+Nothing else constructs stores or services for the daemon; tests build smaller graphs the same
+way, from the same constructors. On-disk layout under the data root (see ARCHITECTURE.md)::
+
+    engine-id           this daemon's ID (/info "ID"), created once
+    berth.db            SQLite metadata (image refs here; containers etc. share the file)
+    content/            blobs by digest
+    layers/             unpacked layers by chain ID
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.content.store import LocalContentStore
+from berth.engine.config import ENGINE_VERSION, DaemonConfig
+from berth.engine.containers import ContainerService
+from berth.engine.db import ContainerDB
+from berth.errors import Internal
+from berth.image.store import ImageStore
+from berth.snapshot.layers import LayerStore
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The daemon's services; the API adapts these to HTTP."""
+
+    config: DaemonConfig
+    id: str
+    images: ImageStore
+    # Filled in as the services land (containers, volumes, networks): None = not wired yet.
+    containers: ContainerService | None = None
+
+    async def close(self) -> None:
+        """Release what the services hold open; containers keep running under their shims."""
+        if self.containers is not None:
+            await self.containers.close()
+        self.images.close()
+
+
+def build_engine(config: DaemonConfig) -> Engine:
+    """Create the data root's layout if needed and build every service over it."""
+    root = config.data_root
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    content = LocalContentStore(root / "content")
+    content.clean_ingest()
+    layers = LayerStore(root / "layers")
+    images = ImageStore(content, layers, root / "berth.db", docker_version=ENGINE_VERSION)
+    config.exec_root.mkdir(parents=True, exist_ok=True)
+    containers = ContainerService(
+        root, config.exec_root, ContainerDB(root / "berth.db"), images, layers,
+        runtimes={name: resolve_runtime(entry.path) for name, entry in config.runtimes.items()},
+        default_runtime=config.default_runtime)
+    return Engine(config=config, id=load_engine_id(root), images=images, containers=containers)
+
+
+def resolve_runtime(path: str) -> str:
+    """A runtime named without a path: beside this interpreter first (a venv install), then PATH."""
+    if os.sep in path:
+        return path
+    beside = Path(sys.executable).parent / path
+    if beside.exists():
+        return str(beside)
+    return shutil.which(path) or path
+
+
+def load_engine_id(root: Path) -> str:
+    """The daemon's stable ID, created on first start (written atomically)."""
+    path = root / "engine-id"
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    except OSError as err:
+        raise Internal(f"cannot read {path}: {err}") from err
+    if text:
+        return text
+    new_id = str(uuid.uuid4())
+    tmp = path.with_name(f".engine-id.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(new_id + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    log.info("created engine ID %s", new_id)
+    return new_id

@@ -1,0 +1,109 @@
+"""Compression sniffing and spooling of archives and layers: gzip, bzip2, xz; zstd if importable."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import importlib
+import lzma
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from berth.errors import InvalidArgument
+from berth.oci.digest import Digest
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BZIP2_MAGIC = b"BZh"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_CHUNK = 1 << 20
+
+
+class Prefixed:
+    """A read-only stream that first replays bytes already read from ``source``."""
+
+    def __init__(self, head: bytes, source: BinaryIO) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._source.read(size)
+        if size < 0:
+            data, self._head = self._head + self._source.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        if len(data) < size:
+            data += self._source.read(size - len(data))
+        return data
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> Prefixed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def compression_of(head: bytes) -> str:
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(_BZIP2_MAGIC):
+        return "bzip2"
+    if head.startswith(_XZ_MAGIC):
+        return "xz"
+    return ""
+
+
+def sniff(stream: BinaryIO) -> tuple[str, BinaryIO]:
+    """The compression of ``stream`` (``""``, gzip, zstd) and a stream that still starts at 0."""
+    head = stream.read(6)
+    return compression_of(head), cast(BinaryIO, Prefixed(head, stream))
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """``stream`` uncompressed, whatever it was compressed with (sniffed, as Docker does)."""
+    kind, stream = sniff(stream)
+    if kind == "gzip":
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    if kind == "bzip2":
+        return cast(BinaryIO, bz2.BZ2File(stream, mode="rb"))
+    if kind == "xz":
+        return cast(BinaryIO, lzma.LZMAFile(stream, mode="rb"))
+    if kind == "zstd":
+        try:
+            zstandard: Any = importlib.import_module("zstandard")
+        except ImportError as err:
+            raise InvalidArgument("zstd-compressed content needs the zstandard module") from err
+        return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(stream))
+    return stream
+
+
+def spool(stream: BinaryIO, directory: Path) -> tuple[Path, Digest, int]:
+    """Copy ``stream``, uncompressed, into a new file in ``directory``; its sha256 and size."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix="spool-")
+    path = Path(name)
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            source = decompressed(stream)
+            while chunk := source.read(_CHUNK):
+                hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+        path.unlink(missing_ok=True)
+        raise InvalidArgument(f"invalid archive: {err}") from err
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, Digest("sha256:" + hasher.hexdigest()), size

@@ -1,0 +1,201 @@
+"""The image store's metadata in SQLite (WAL), which may share the daemon's ``berth.db``.
+
+Schema::
+
+    images
+      id        TEXT PRIMARY KEY   -- sha256:<hex>, the digest of the config blob (the image ID)
+      manifest  TEXT NOT NULL      -- digest of the manifest blob in the content store
+      parent    TEXT NOT NULL      -- parent image ID ('' when none; set by commit/build)
+      created   TEXT NOT NULL      -- the config's "created" (RFC 3339)
+      size      INTEGER NOT NULL   -- sum of the unpacked sizes of the image's layers
+      chain     TEXT NOT NULL      -- JSON list of the layer chain IDs, bottom first
+      added     REAL NOT NULL      -- when this store recorded the image (unix time)
+
+    image_refs
+      ref       TEXT PRIMARY KEY   -- full normalised reference: docker.io/library/busybox:latest
+                                   --   or docker.io/library/busybox@sha256:...
+      image_id  TEXT NOT NULL      -- images.id
+      repo      TEXT NOT NULL      -- docker.io/library/busybox
+      kind      TEXT NOT NULL      -- 'tag' or 'digest'
+
+Every change is one transaction; a reference never names an image that is not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import Internal
+from berth.oci.digest import ChainID, Digest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chain TEXT NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_refs (
+    ref TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest'))
+);
+CREATE INDEX IF NOT EXISTS image_refs_by_image ON image_refs(image_id);
+CREATE INDEX IF NOT EXISTS images_by_parent ON images(parent);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: str
+    manifest: Digest
+    parent: str
+    created: str
+    size: int
+    chain: tuple[ChainID, ...]
+
+
+@dataclass(frozen=True)
+class RefRow:
+    ref: str
+    image_id: str
+    repo: str
+    kind: str  # "tag" | "digest"
+
+
+class ImageDB:
+    """Thread-safe access to the two tables; reads see the last committed state."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as err:
+            raise Internal(f"cannot open image database {path}: {err}") from err
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Iterable[object] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return list(self._conn.execute(sql, tuple(args)))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def image(self, image_id: str) -> ImageRow | None:
+        rows = self._query(_IMAGE_SELECT + " WHERE id = ?", (image_id,))
+        return _image_row(rows[0]) if rows else None
+
+    def images(self) -> list[ImageRow]:
+        return [_image_row(r) for r in self._query(_IMAGE_SELECT + " ORDER BY created DESC")]
+
+    def ids_with_prefix(self, hex_prefix: str) -> list[str]:
+        # hex_prefix is validated hex by the caller, so LIKE wildcards cannot sneak in
+        rows = self._query("SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hex_prefix}%",))
+        return [str(r[0]) for r in rows]
+
+    def children(self, image_id: str) -> list[str]:
+        return [
+            str(r[0]) for r in self._query("SELECT id FROM images WHERE parent = ?", (image_id,))
+        ]
+
+    def resolve(self, ref: str) -> str | None:
+        rows = self._query("SELECT image_id FROM image_refs WHERE ref = ?", (ref,))
+        return str(rows[0][0]) if rows else None
+
+    def refs_of(self, image_id: str) -> list[RefRow]:
+        rows = self._query(
+            "SELECT ref, image_id, repo, kind FROM image_refs WHERE image_id = ? ORDER BY ref",
+            (image_id,),
+        )
+        return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    def refs_in_repo(self, repo: str) -> list[RefRow]:
+        rows = self._query(
+            "SELECT ref, image_id, repo, kind FROM image_refs WHERE repo = ? ORDER BY ref", (repo,)
+        )
+        return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    def all_refs(self) -> list[RefRow]:
+        rows = self._query("SELECT ref, image_id, repo, kind FROM image_refs ORDER BY ref")
+        return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+
+# -- writes, inside ``transaction()`` ----------------------------------------------------------
+
+
+def insert_image(conn: sqlite3.Connection, row: ImageRow) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO images (id, manifest, parent, created, size, chain, added)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.id,
+            row.manifest,
+            row.parent,
+            row.created,
+            row.size,
+            json.dumps(row.chain),
+            time.time(),
+        ),
+    )
+
+
+def set_ref(conn: sqlite3.Connection, ref: RefRow) -> str | None:
+    """Point ``ref`` at its image; returns the image it named before, if another."""
+    old = conn.execute("SELECT image_id FROM image_refs WHERE ref = ?", (ref.ref,)).fetchone()
+    conn.execute(
+        "INSERT OR REPLACE INTO image_refs (ref, image_id, repo, kind) VALUES (?, ?, ?, ?)",
+        (ref.ref, ref.image_id, ref.repo, ref.kind),
+    )
+    if old is None or old[0] == ref.image_id:
+        return None
+    return str(old[0])
+
+
+def delete_ref(conn: sqlite3.Connection, ref: str) -> None:
+    conn.execute("DELETE FROM image_refs WHERE ref = ?", (ref,))
+
+
+def delete_image(conn: sqlite3.Connection, image_id: str) -> None:
+    conn.execute("DELETE FROM image_refs WHERE image_id = ?", (image_id,))
+    conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+
+
+_IMAGE_SELECT = "SELECT id, manifest, parent, created, size, chain FROM images"
+
+
+def _image_row(r: tuple[object, ...]) -> ImageRow:
+    chain = json.loads(str(r[5]))
+    return ImageRow(
+        id=str(r[0]),
+        manifest=Digest(str(r[1])),
+        parent=str(r[2]),
+        created=str(r[3]),
+        size=int(str(r[4])),
+        chain=tuple(ChainID(c) for c in chain),
+    )

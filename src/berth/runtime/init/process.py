@@ -1,0 +1,242 @@
+"""The container init: what the cloned child does, in order, from clone to exec.
+
+``container_init`` is the one linear recipe; each step says why it sits where it does. It runs
+in a child made by a raw clone(2), so it only makes system calls (through ``Syscalls``) and
+exits with ``os._exit``: no threads, no at-fork hooks, no signals to itself.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import stat
+from dataclasses import dataclass
+from typing import NoReturn
+
+from berth.errors import BerthError
+from berth.runtime import syscalls as sc
+from berth.runtime.init import capabilities as caps
+from berth.runtime.init import rootfs
+from berth.runtime.init.config import Spec
+from berth.runtime.init.messages import send_error, send_ready, wait_go
+from berth.runtime.syscalls import Syscalls
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTN = 0x80045430
+_TIOCSCTTY = 0x540E
+
+
+class ExecError(BerthError):
+    """The process cannot be started; the text matches runc so the engine can pick 126/127."""
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What the parent prepared before clone; every fd here is O_CLOEXEC."""
+
+    spec: Spec
+    to_parent: int
+    from_parent: int
+    exec_fifo: int  # O_PATH fd of <state>/exec.fifo, reopened for writing through /proc
+    console_socket: int | None
+    join_namespaces: tuple[tuple[int, int], ...]  # (fd, CLONE_NEW*) entered by setns
+    unshare_cgroup: bool
+    cgroup_dirs: dict[str, str]
+
+
+def run_init(ctx: InitContext, sys: Syscalls) -> NoReturn:
+    """Child entry point: any failure goes to the parent as text, then the child exits."""
+    try:
+        container_init(ctx, sys)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        try:
+            send_error(ctx.to_parent, _describe(err))
+        finally:
+            os._exit(1)
+    os._exit(1)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, ExecError):
+        return f"unable to start container process: {err}"
+    if isinstance(err, OSError) and err.strerror:
+        detail = err.strerror if err.strerror.endswith(os.strerror(err.errno or 0)) else str(err)
+        return f"unable to start container process: error during container init: {detail.lower()}"
+    return f"unable to start container process: error during container init: {err}"
+
+
+def container_init(ctx: InitContext, sys: Syscalls) -> None:
+    spec = ctx.spec
+    proc = spec.process
+    root = spec.root_path
+
+    # Join pre-existing namespaces (e.g. the network the engine prepared) before anything sees
+    # the mount table, so later mounts land in the right namespace.
+    for fd, nstype in ctx.join_namespaces:
+        sys.setns(fd, nstype)
+        os.close(fd)
+
+    # The parent puts us into the cgroup now; limits must hold before any container code runs.
+    wait_go(ctx.from_parent)
+
+    # A cgroup namespace made after joining the group shows the container its own group as "/".
+    if ctx.unshare_cgroup:
+        sys.unshare(sc.CLONE_NEWCGROUP)
+
+    # Keep our mount events from reaching the host: everything becomes a slave (runc's default).
+    propagation = rootfs.PROPAGATION_FLAGS.get(spec.linux.rootfs_propagation,
+                                               sc.MS_SLAVE | sc.MS_REC)
+    sys.mount(None, "/", None, propagation, None)
+
+    # pivot_root needs the new root to be a mount point; a plain directory becomes one this way.
+    sys.mount(root, root, None, sc.MS_BIND | sc.MS_REC, None)
+
+    # oom_score_adj through the host /proc while we still see it.
+    if proc.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc.oom_score_adj))
+
+    # The spec's mounts, in order: later entries may sit on top of earlier ones (/dev, /dev/pts).
+    for mount in spec.mounts:
+        rootfs.mount_entry(sys, root, spec.bundle, mount, ctx.cgroup_dirs)
+
+    # Device nodes and /dev links go into the fresh /dev tmpfs.
+    rootfs.create_devices(sys, root, spec.linux.devices)
+    has_devpts = any(m.type == "devpts" and m.destination == "/dev/pts" for m in spec.mounts)
+    rootfs.create_dev_links(root, with_ptmx=has_devpts)
+
+    # runc creates a missing cwd as root, before the user switch.
+    os.makedirs(rootfs.secure_join(root, proc.cwd), 0o755, exist_ok=True)
+
+    # Swap roots and drop every host mount from view.
+    rootfs.pivot_root(sys, root)
+
+    # Identity of the UTS namespace.
+    if spec.hostname:
+        sys.sethostname(spec.hostname)
+    if spec.domainname:
+        sys.setdomainname(spec.domainname)
+
+    # sysctls before /proc/sys turns read-only below.
+    rootfs.write_sysctls(spec.linux.sysctl)
+
+    # Docker's hardening of /proc and /sys, then the read-only root.
+    rootfs.readonly_paths(sys, spec.linux.readonly_paths)
+    rootfs.mask_paths(sys, spec.linux.masked_paths)
+    if spec.root_readonly:
+        rootfs.remount_readonly(sys, "/")
+
+    # The terminal comes from the container's own devpts, so its slave is visible inside.
+    if proc.terminal and ctx.console_socket is not None:
+        _setup_console(ctx.console_socket, proc.user.uid)
+
+    # Limits the process inherits across exec (no CAP_SYS_RESOURCE needed to lower them).
+    for limit in proc.rlimits:
+        try:
+            sys.setrlimit(limit.resource, limit.soft, limit.hard)
+        except (OSError, ValueError) as err:
+            raise BerthError(f"error setting rlimit type {limit.resource}: {err}") from err
+
+    # Bounding set first: dropping needs CAP_SETPCAP, which the user switch may take away.
+    top = caps.last_cap()
+    spec_caps = proc.capabilities
+    if spec_caps is not None:
+        caps.drop_bounding(sys, spec_caps.bounding, top)
+        caps.keep_caps_across_setuid(sys, True)
+
+    # Groups, then gid, then uid: after setuid we could no longer change the others.
+    user = proc.user
+    sys.setgroups(list(user.additional_gids))
+    sys.setresgid(user.gid)
+    sys.setresuid(user.uid)
+    os.umask(user.umask if user.umask is not None else 0o022)
+
+    # Now the final sets: permitted survived setuid thanks to KEEPCAPS.
+    if spec_caps is not None:
+        caps.apply_sets(sys, spec_caps.effective, spec_caps.permitted, spec_caps.inheritable,
+                        spec_caps.ambient, top)
+        caps.keep_caps_across_setuid(sys, False)
+    if proc.no_new_privileges:
+        sys.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+    sys.chdir(proc.cwd)
+
+    # Resolve the program as the user, so "not found"/"permission denied" reach create.
+    path = resolve_executable(proc.args[0], proc.env_value("PATH"))
+    env = dict(item.partition("=")[::2] for item in proc.env)
+    if "HOME" not in env:  # runc and crun fill it in from the image's /etc/passwd
+        env["HOME"] = home_of(user.uid)
+
+    # Tell the parent we are ready, then block on the fifo until `start` opens it.
+    send_ready(ctx.to_parent)
+    # setuid cleared "dumpable", which hides /proc/self/fd from a non-root user; exec resets it.
+    sys.prctl(sc.PR_SET_DUMPABLE, 1)
+    fifo = os.open(f"/proc/self/fd/{ctx.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(ctx.exec_fifo)
+
+    try:
+        os.execve(path, list(proc.args), env)
+    except OSError as err:
+        raise ExecError(f'exec: "{proc.args[0]}": {(err.strerror or "").lower()}') from err
+
+
+def resolve_executable(arg0: str, path_env: str | None) -> str:
+    """Look ``arg0`` up like Go's exec.LookPath, with the container's PATH."""
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except FileNotFoundError as err:
+            raise ExecError(f'exec: "{arg0}": stat {arg0}: no such file or directory') from err
+        if stat.S_ISDIR(st.st_mode) or not os.access(arg0, os.X_OK):
+            raise ExecError(f'exec: "{arg0}": permission denied')
+        return arg0
+    for directory in (path_env if path_env is not None else DEFAULT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", arg0)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise ExecError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def home_of(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of ``uid`` in the container's passwd file, "/" when unknown."""
+    try:
+        with open(passwd, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _setup_console(sock_fd: int, uid: int) -> None:
+    """Allocate a pty in our devpts, hand the master to the console socket (runc's protocol),
+    and make the slave our stdio and controlling terminal."""
+    import socket  # already loaded by the parent, which connected the console socket
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, _TIOCSPTLCK, array.array("i", [0]))
+    number = array.array("i", [0])
+    fcntl.ioctl(master, _TIOCGPTN, number)
+    slave_path = f"/dev/pts/{number[0]}"
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    os.fchown(slave, uid, -1)
+    with socket.socket(fileno=sock_fd) as sock:
+        fds = array.array("i", [master])
+        sock.sendmsg([slave_path.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, _TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)

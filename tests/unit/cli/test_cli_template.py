@@ -1,0 +1,103 @@
+"""The Go-template interpreter behind ``--format``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from berth.cli.template import TemplateError, go_float, go_str, parse, render
+
+DATA: dict[str, Any] = {
+    "Id": "abc123",
+    "Name": "/web",
+    "Args": ["-f", "-p", "80"],
+    "State": {"Status": "running", "Running": True, "ExitCode": 0, "Pid": 42},
+    "Config": {"Labels": {"k": "v", "a.b": "c"}, "Entrypoint": None, "Env": ["A=1", "B=2"]},
+    "Mounts": [{"Source": "/s1", "Destination": "/d1"}, {"Source": "/s2", "Destination": "/d2"}],
+    "Count": 3,
+    "Ratio": 0.5,
+    "Empty": "",
+}
+
+CASES = [
+    ("{{.Id}}", "abc123"),
+    ("{{.Name}}", "/web"),
+    ("{{.State.Status}}", "running"),
+    ("{{.State.Running}}", "true"),
+    ("{{.State.Pid}}", "42"),
+    ("{{json .State}}", '{"Status":"running","Running":true,"ExitCode":0,"Pid":42}'),
+    ("{{json .Config.Labels}}", '{"k":"v","a.b":"c"}'),
+    ("{{json .Config.Entrypoint}}", "null"),
+    ("{{range .Mounts}}{{.Source}}{{end}}", "/s1/s2"),
+    ("{{range $i, $m := .Mounts}}{{$i}}:{{$m.Destination}} {{end}}", "0:/d1 1:/d2 "),
+    ("{{range .Nothing}}x{{else}}none{{end}}", "none"),
+    ('{{index .Config.Labels "k"}}', "v"),
+    ('{{index .Config.Labels "a.b"}}', "c"),
+    ("{{index .Args 1}}", "-p"),
+    ('{{printf "%s" .Name}}', "/web"),
+    ('{{printf "%s=%d %q %v" .Name .Count .Id .Args}}', '/web=3 "abc123" [-f -p 80]'),
+    ('{{printf "%5s|%-4d|" "ab" 7}}', "   ab|7   |"),
+    ("{{lower .State.Status | upper}}", "RUNNING"),
+    ('{{upper "x"}}{{lower "Y"}}{{title "hello world"}}', "XyHello World"),
+    ('{{join .Args ","}}', "-f,-p,80"),
+    ('{{split "a,b" ","}}', "[a b]"),
+    ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
+    ("{{if .Empty}}x{{else if .Count}}count{{else}}none{{end}}", "count"),
+    ('{{if eq .State.Status "exited" "running"}}yes{{end}}', "yes"),
+    ("{{if and .State.Running (gt .Count 2)}}ok{{end}}", "ok"),
+    ("{{if or .Empty (not .State.Running)}}a{{else}}b{{end}}", "b"),
+    ("{{with .State}}{{.Status}}{{end}}", "running"),
+    ("{{with .Empty}}x{{else}}empty{{end}}", "empty"),
+    ("{{$n := .Name}}{{$n}}", "/web"),
+    ("{{len .Args}} {{len .Config.Labels}}", "3 2"),
+    ("{{.Missing}}", "<no value>"),
+    ("{{.Config.Entrypoint}}", "<nil>"),
+    ("{{.Args}}", "[-f -p 80]"),
+    ("{{.Config.Labels}}", "map[a.b:c k:v]"),
+    ("{{.Ratio}}", "0.5"),
+    ("a {{- .Count -}} b", "a3b"),
+    ("{{/* a comment */}}x", "x"),
+    ("{{(index .Mounts 0).Source}}", "/s1"),
+    ('{{truncate .Id 3}}|{{pad "x" 1 2}}|', "abc| x  |"),
+    ("{{.Id | printf \"%s!\"}}", "abc123!"),
+    ("{{range .Config.Env}}{{println .}}{{end}}", "A=1\nB=2\n"),
+    ("{{`raw {{ text`}}", "raw {{ text"),
+    ("{{html \"<a>\"}}", "&lt;a&gt;"),
+]
+
+
+@pytest.mark.parametrize("fmt, expected", CASES, ids=[c[0] for c in CASES])
+def test_template(fmt: str, expected: str) -> None:
+    assert parse(fmt).execute(DATA) == expected
+
+
+def test_tab_escape_from_the_command_line() -> None:
+    assert render(r"{{.Id}}\t{{.Name}}", DATA) == "abc123\t/web"
+
+
+@pytest.mark.parametrize("fmt", [
+    "{{.Id", "{{if .Id}}x", "{{end}}", "{{nosuch .Id}}", "{{range .Id}}{{end}}",
+    "{{.Id.Sub.Deeper}}x{{.Nothing.Deeper}}",
+])
+def test_template_errors(fmt: str) -> None:
+    with pytest.raises(TemplateError):
+        parse(fmt).execute(DATA)
+
+
+def test_callable_fields_take_arguments() -> None:
+    labels = {"com.example": "1"}
+    row = {"Label": lambda key: labels.get(key, "")}
+    assert parse('{{.Label "com.example"}}').execute(row) == "1"
+
+
+@pytest.mark.parametrize("value, text", [
+    (1.5, "1.5"), (100.0, "100"), (1e21, "1e+21"), (1e20, "100000000000000000000"),
+    (0.0001, "0.0001"), (0.00001, "1e-05"), (-2.25, "-2.25"), (0.0, "0"),
+])
+def test_go_float(value: float, text: str) -> None:
+    assert go_float(value) == text
+
+
+def test_go_str_of_nested_values() -> None:
+    assert go_str({"b": [1, True], "a": None}) == "map[a:<nil> b:[1 true]]"
