@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from berth.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, FrameDecoder, encode_frame, hijack
+from berth.api.streams import RAW_STREAM, FrameDecoder, encode_frame, hijack
 from berth.engine.logs import LogQuery, read_logs
 from berth.engine.model import ContainerRecord
 from berth.errors import BerthError, InvalidArgument
@@ -74,7 +74,8 @@ async def serve_attach(request: web.Request, service: Any, record: ContainerReco
                        detach_keys: str | None) -> web.StreamResponse:
     keys = parse_detach_keys(detach_keys)
     tty = record.config.tty
-    conn = await hijack(request, RAW_STREAM if tty else MULTIPLEXED_STREAM)
+    # API 1.41 (dockerd 20.10) labels both kinds raw-stream; the multiplexed label came in 1.42
+    conn = await hijack(request, RAW_STREAM)
     try:
         if logs:
             entries, _ = await asyncio.to_thread(

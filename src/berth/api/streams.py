@@ -313,7 +313,9 @@ async def hijack(request: web.Request, content_type: str = RAW_STREAM) -> Hijack
         raise ConnectionResetError("client went away before the stream started")
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or (
         "upgrade" in request.headers.get("Connection", "").lower())
-    # Bytes the client sent right after its request (early stdin) sit in aiohttp's buffer.
+    # Bytes a client sends before it has read our answer are not part of the stream: aiohttp's
+    # pure-Python parser keeps them as the upgrade's tail (taken here), its C parser reads them
+    # as the start of a next request. The docker CLI and docker-py wait for the answer first.
     early = bytes(getattr(request.protocol, "_message_tail", b""))
     transport.pause_reading()
     dup = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))

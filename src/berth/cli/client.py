@@ -12,7 +12,6 @@ knows HTTP framing, Docker's stream multiplexing and how to report an unreachabl
 from __future__ import annotations
 
 import _socket
-import os
 
 from berth.errors import BerthError, Unavailable
 
@@ -307,6 +306,7 @@ class Client:
         self.scheme, self.address = parse_host(host)
         self.version = version
         self._idle: Connection | None = None
+        self._opened: list[Connection] = []  # closed with the client, whatever their state
         self._pinged = not ping
         self._timeout = timeout
 
@@ -325,7 +325,9 @@ class Client:
                 sock = self._connect_tcp()
         except OSError as err:
             raise DaemonUnreachable(self.host) from err
-        return Connection(sock)
+        conn = Connection(sock)
+        self._opened.append(conn)
+        return conn
 
     def _connect_tcp(self) -> _socket.socket:
         name, port = self.address
@@ -355,9 +357,11 @@ class Client:
         return conn if conn is not None else self._connect()
 
     def close(self) -> None:
-        if self._idle is not None:
-            self._idle.close()
-            self._idle = None
+        """Close every connection this client opened (streams left half-read included)."""
+        self._idle = None
+        for conn in self._opened:
+            conn.close()
+        self._opened.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -430,6 +434,9 @@ class Client:
         except OSError as err:
             conn.close()
             raise DaemonUnreachable(self.host) from err
+        except ProtocolError:
+            conn.close()
+            raise
         has_body = method != "HEAD" and status not in (101, 204, 304)
         release = None if upgrade else self._release
         return Response(conn, status, reason, rhdrs, has_body, release)
@@ -503,38 +510,6 @@ class Hijacked:
         self.conn.close()
 
 
-class FrameDecoder:
-    """Docker's multiplexed stream: 8-byte header ``[stream,0,0,0,len(be32)]`` + payload.
-
-    Fed arbitrary pieces, yields ``(stream, payload)``; stream 0 = stdin, 1 = stdout, 2 = stderr.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
-        self._buf += data
-        buf = self._buf
-        while len(buf) >= 8:
-            size = int.from_bytes(buf[4:8], "big")
-            if len(buf) < 8 + size:
-                break
-            stream = buf[0]
-            payload = bytes(buf[8 : 8 + size])
-            del buf[: 8 + size]
-            yield stream, payload
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-
-def demux(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    decoder = FrameDecoder()
-    for data in chunks:
-        yield from decoder.feed(data)
-
-
 def _pieces(stream: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
     if hasattr(stream, "read"):
         read = stream.read
@@ -552,7 +527,3 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in text.split("."))
     except ValueError:
         return (0,)
-
-
-def env_host() -> str:
-    return resolve_host(None, os.environ)

@@ -221,15 +221,14 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
 
 
 def dispatch(cli: object, module: str, func: str, args: list[str]) -> int:
-    from importlib import import_module
-
     from berth.cli import flags
     from berth.cli.client import ApiError, DaemonUnreachable, ProtocolError
     from berth.cli.context import Cli, StatusError
     from berth.errors import BerthError
 
     assert isinstance(cli, Cli)
-    handler = getattr(import_module(f"berth.cli.commands.{module}"), func)
+    # __import__ rather than importlib.import_module: one import less on every start.
+    handler = getattr(__import__(f"berth.cli.commands.{module}", fromlist=[func]), func)
     try:
         code = handler(cli, args)
         cli.stdout.flush()
@@ -262,6 +261,12 @@ def dispatch(cli: object, module: str, func: str, args: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # `berth images | head -1`: stop quietly, and keep the interpreter's final flush of
+        # stdout from reporting the closed pipe.
+        if cli.stdout is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         return 0
     finally:
         cli.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import select
 
-from berth.cli.client import FrameDecoder
+from berth.cli.frames import FrameDecoder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,6 +94,11 @@ def pump(cli: Cli, hj: Hijacked, tty: bool, with_stdin: bool,
     decoder = FrameDecoder()
     matched = 0
     try:
+        if with_stdin and in_fd < 0:
+            # An in-memory stdin (embedding, tests): send it whole, then half-close.
+            hj.send(stdin.read())
+            if not tty:
+                hj.close_write()
         sock_fd = hj.fileno()
         reading = in_fd >= 0
         while True:

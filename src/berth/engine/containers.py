@@ -167,7 +167,15 @@ class ContainerService:
                 raise Conflict("cannot start a paused container, try unpause instead")
             if record.is_running:
                 raise NotModified("container already started")
-            await self._start_locked(record)
+            try:
+                await self._start_locked(record)
+                return
+            except BerthError as err:
+                if not record.host_config.auto_remove:
+                    raise
+                failure = err
+        await self._remove_now(record.id)  # outside the lock: removal takes it
+        raise failure
 
     async def _start_locked(self, record: ContainerRecord) -> None:
         cdir = self.container_dir(record.id)
@@ -177,10 +185,7 @@ class ContainerService:
                 self._runtimes[record.runtime], self.log_path(record.id))
         except BerthError as err:
             code = err.exit_code if isinstance(err, RuntimeFailure) else 125
-            status = replace(record.status, error=str(err), exit_code=code)
-            self._save(replace(record, status=status))
-            if record.host_config.auto_remove:
-                await self._remove_now(record.id)
+            await self._start_failed(record, err, code)
             raise
         self._shims[record.id] = shim
         # attach requests that arrived before start are connected before the process runs
@@ -193,15 +198,24 @@ class ContainerService:
         except BerthError as err:
             await launch.teardown_after_exit(record, cdir, self._exec_root)
             self._shims.pop(record.id, None)
-            status = replace(record.status, error=str(err), exit_code=getattr(err, "exit_code", 125))
-            self._save(replace(record, status=status))
-            if record.host_config.auto_remove:
-                await self._remove_now(record.id)
+            await self._start_failed(record, err, getattr(err, "exit_code", 125))
             raise
         status = ContainerStatus(state=ContainerState.RUNNING, pid=pid, started_at=now_rfc3339())
         self._save(replace(record, status=status, has_been_started=True))
         self._on_event("start", record.id, {"name": record.name})
         self._watch(record.id, shim)
+
+    async def _start_failed(self, record: ContainerRecord, err: BerthError, code: int) -> None:
+        """Docker keeps a container whose start failed in ``created`` with the would-be exit
+        code; attach streams waiting for the start end, an auto-remove container goes."""
+        status = replace(record.status, error=str(err), exit_code=code)
+        self._save(replace(record, status=status))
+        for fut in self._pending_attach.pop(record.id, []):
+            if not fut.done():
+                fut.set_exception(Conflict(f"Container {record.id} failed to start"))
+        for exit_fut in self._exit_waiters.pop(record.id, []):
+            if not exit_fut.done():
+                exit_fut.set_result(ExitInfo(code, str(err)))
 
     def _watch(self, container_id: str, shim: launch.Shim) -> None:
         task = asyncio.get_running_loop().create_task(self._monitor(container_id, shim))

@@ -59,13 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BerthError as err:
         log.error("failed to start daemon: %s", err.message)
         return 1
+    except OSError as err:
+        log.error("failed to start daemon: %s", err)
+        return 1
     return 0
 
 
 def run(config: DaemonConfig, app_factory: AppFactory | None = None) -> None:
     """Run a daemon for ``config`` until SIGTERM or SIGINT."""
     factory = app_factory or _api_app_factory()
-    config.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0711, not dockerd's 0700: the default socket lives in the exec root, and --group members
+    # must be able to reach it.
+    config.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
     config.data_root.mkdir(parents=True, exist_ok=True, mode=0o711)
     with data_root_lock(config.data_root), pidfile(config.pidfile):
         log.info("Starting up")
@@ -77,7 +82,7 @@ def run(config: DaemonConfig, app_factory: AppFactory | None = None) -> None:
 def _api_app_factory() -> AppFactory:
     # The API sits above the engine in the import layers; berthd's entry point lives in
     # engine (pyproject), so the API module is named here instead of imported, keeping the
-    # layer contract intact. Tests pass their own factory to run().
+    # layer contract intact. run() takes any factory, so a test may serve an app of its own.
     module = importlib.import_module("berth.api.app")
     factory: AppFactory = module.build_app
     return factory

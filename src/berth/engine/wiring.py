@@ -27,7 +27,6 @@ from berth.errors import Internal
 from berth.image.store import ImageStore
 from berth.snapshot.layers import LayerStore
 
-
 log = logging.getLogger(__name__)
 
 

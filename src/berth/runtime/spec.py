@@ -226,7 +226,8 @@ class SpecInput:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
-    oom_score_adj: int | None = None
+    # Docker always writes it (0 by default), so a container never inherits the daemon's.
+    oom_score_adj: int | None = 0
     shm_size: int = DEFAULT_SHM_SIZE
     seccomp: Mapping[str, Any] | None = None  # already in OCI linux.seccomp form
     apparmor_profile: str | None = None
@@ -504,6 +505,16 @@ def _process(inp: SpecInput) -> dict[str, Any]:
     if inp.apparmor_profile:
         process["apparmorProfile"] = inp.apparmor_profile
     return process
+
+
+def build_process(inp: SpecInput) -> dict[str, Any]:
+    """Only the OCI ``process`` object: what ``docker exec`` hands to ``runtime exec``.
+
+    Build it from the container's SpecInput with the exec's args, env, cwd, user and tty
+    replaced (``dataclasses.replace``), so the exec keeps the container's capabilities,
+    no_new_privileges and AppArmor profile, as Docker's exec does.
+    """
+    return _process(inp)
 
 
 def _sysctls(inp: SpecInput) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import resource
 from typing import Protocol
 
@@ -123,7 +122,7 @@ def _libc() -> ctypes.CDLL:
 
 
 def _nr(name: str) -> int:
-    return _SYSCALL_NUMBERS[platform.machine()][name]
+    return _SYSCALL_NUMBERS[os.uname().machine][name]
 
 
 def _raise_errno(what: str, path: str | None = None) -> None:
@@ -178,7 +177,7 @@ class LinuxSyscalls:
         self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
     ) -> None:
         if self._libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
-            _raise_errno("mount", target)
+            _raise_errno(f"mount {source or fstype or ''} (type {fstype or 'none'}) on", target)
 
     def umount2(self, target: str, flags: int) -> None:
         if self._libc.umount2(_b(target), ctypes.c_int(flags)) != 0:

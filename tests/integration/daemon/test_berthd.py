@@ -92,7 +92,8 @@ def berthd_command(root: Path, data_root: Path | None = None, sock: Path | None 
 
 def spawn(root: Path, data_root: Path | None = None) -> Berthd:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "daemon.json").write_text("{}")
+    if not (root / "daemon.json").exists():
+        (root / "daemon.json").write_text("{}")
     with open(root / "berthd.log", "wb") as log:
         proc = subprocess.Popen(berthd_command(root, data_root), stdout=log, stderr=log,
                                 start_new_session=True)
@@ -281,3 +282,22 @@ def test_pidfile_of_a_live_process_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert b"pid file found, ensure berthd is not running or delete" in proc.stderr
     assert (root / "berthd.pid").read_text() == str(os.getpid())
+
+
+def test_group_sets_the_sockets_group_and_an_unknown_group_is_refused(
+        tmp_path: Path, daemons: list[Berthd]) -> None:
+    root = tmp_path / "g"
+    root.mkdir()
+    (root / "daemon.json").write_text("{}")
+    proc = subprocess.run([*berthd_command(root), "--group", "no-such-group-here"],
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 1
+    assert b"group no-such-group-here not found" in proc.stderr
+    assert not (root / "berthd.sock").exists()
+    assert not (root / "berthd.pid").exists()
+
+    (root / "daemon.json").write_text('{"group": "daemon"}')  # gid 1 on Debian
+    d = spawn(root)
+    daemons.append(d)
+    st = d.socket.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 1, 0o660)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conftest import Bundle, Runtime
+    from conftest import Bundle, Runtime  # type: ignore[import-not-found]
 
 PROBE = r"""#!/bin/sh
 echo "pid=$$"
@@ -21,7 +21,7 @@ echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
 echo "cwd=$(pwd)"
 echo "root=$(awk '$5 == "/" {print $4}' /proc/self/mountinfo | tail -n1)"
 echo "env_FOO=$FOO"
-grep -E '^Cap(Eff|Bnd|Prm)' /proc/self/status | tr -d '\t' | sed 's/:/=/'
+grep -E '^(Cap(Eff|Bnd|Prm)|SigIgn|SigBlk)' /proc/self/status | tr -d '\t' | sed 's/:/=/'
 if touch /sys/probe 2>/dev/null; then echo sys=rw; else echo sys=ro; fi
 echo "masked_file=$(wc -c </proc/timer_list)"
 echo "masked_dir=$(ls -A /sys/firmware | wc -l)"
@@ -73,6 +73,7 @@ def test_run_shows_an_isolated_container(bundle: Bundle, runtime: Runtime,
     assert seen["CapBnd"] == _caps_mask(caps["bounding"])
     # A non-root user keeps only ambient capabilities across exec (none are inheritable here).
     assert seen["CapEff"] == "0" * 16
+    assert seen["SigIgn"] == seen["SigBlk"] == "0" * 16  # nothing of Python's leaks through exec
     assert seen["sys"] == "ro"
     assert seen["masked_file"] == "0"  # /dev/null over it
     assert seen["masked_dir"] == "0"  # an empty tmpfs over it
@@ -259,7 +260,7 @@ def test_terminal_goes_through_the_console_socket(bundle: Bundle, runtime: Runti
 def _wait_status(runtime: Runtime, container_id: str, status: str) -> None:
     def ready() -> bool:
         proc = runtime("state", container_id)
-        return proc.returncode == 0 and json.loads(proc.stdout)["status"] == status
+        return proc.returncode == 0 and bool(json.loads(proc.stdout)["status"] == status)
 
     _wait_for(ready)
 
@@ -269,3 +270,117 @@ def _wait_for(check: Any, timeout: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_mounts_limits_and_a_read_only_root(bundle: Bundle, runtime: Runtime,
+                                            container_id: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello").write_text("from the host")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A hostile image: a symlink that points out of the rootfs, used as a mount destination.
+    os.symlink(str(outside), bundle.rootfs / "escape")
+
+    def change(c: dict[str, Any]) -> None:
+        c["root"]["readonly"] = True
+        c["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
+                            "options": ["rbind", "ro"]})
+        c["mounts"].append({"destination": "/escape/scratch", "type": "tmpfs",
+                            "source": "tmpfs", "options": ["size=1m"]})
+        c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
+        c["linux"]["devices"] = [{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3,
+                                  "fileMode": 0o640, "uid": 0, "gid": 5}]
+        c["process"]["oomScoreAdj"] = 500
+        c["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "80"}
+        c["process"]["args"] = ["sh", "-c", " ; ".join([
+            "cat /data/hello; echo",
+            "touch /data/x 2>/dev/null && echo data=rw || echo data=ro",
+            "touch /newfile 2>/dev/null && echo root=rw || echo root=ro",
+            "touch /escape/scratch/x && echo scratch=rw",
+            "echo nofile=$(ulimit -n) hard=$(ulimit -Hn)",
+            "echo oom=$(cat /proc/self/oom_score_adj)",
+            "echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)",
+            "stat -c 'dev=%A %t:%T %g' /dev/mydev",
+            "grep NoNewPrivs /proc/self/status | tr -d '\\t'",
+        ])]
+
+    bundle.edit(change)
+    out = runtime.ok("run", "--bundle", str(bundle.path), container_id)
+    assert "from the host" in out
+    for expected in ("data=ro", "root=ro", "scratch=rw", "nofile=123 hard=456", "oom=500",
+                     "port=80", "dev=crw-r----- 1:3 5", "NoNewPrivs:1"):
+        assert expected in out, out
+    assert list(outside.iterdir()) == []  # the mount point was made inside the rootfs
+    assert (bundle.rootfs / "escape").is_symlink()
+
+
+def test_invalid_config_is_rejected_before_anything_happens(bundle: Bundle, runtime: Runtime,
+                                                            container_id: str) -> None:
+    def change(c: dict[str, Any]) -> None:
+        c["process"]["capabilities"]["bounding"].append("CAP_NOT_A_THING")
+
+    bundle.edit(change)
+    proc = runtime("create", "--bundle", str(bundle.path), container_id)
+    assert proc.returncode == 1
+    assert "unknown capability 'CAP_NOT_A_THING'" in proc.stderr
+    assert runtime("state", container_id).returncode == 1
+
+
+def test_namespace_path_is_joined(bundle: Bundle, runtime: Runtime, container_id: str) -> None:
+    """A ``path`` joins an existing namespace (how the engine hands over a prepared network)."""
+    host_net = os.readlink("/proc/self/ns/net")
+    host_pid = os.readlink("/proc/self/ns/pid")
+
+    def change(c: dict[str, Any]) -> None:
+        for ns in c["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = f"/proc/{os.getpid()}/ns/net"
+        c["process"]["args"] = ["sh", "-c",
+                                "readlink /proc/self/ns/net; readlink /proc/self/ns/pid"]
+
+    bundle.edit(change)
+    net, pid = runtime.ok("run", "--bundle", str(bundle.path), container_id).split()
+    assert net == host_net
+    assert pid != host_pid
+
+
+def test_exec_joins_the_running_container(bundle: Bundle, runtime: Runtime, container_id: str,
+                                          subreaper: None, tmp_path: Path) -> None:
+    def change(c: dict[str, Any]) -> None:
+        c["process"]["args"] = ["sleep", "60"]
+        c["hostname"] = "exec-host"
+
+    bundle.edit(change)
+    runtime.ok("run", "-d", "--bundle", str(bundle.path), container_id)
+    init_pid = runtime.state(container_id)["pid"]
+    out = runtime.ok("exec", container_id, "sh", "-c",
+                     "hostname; echo $$; readlink /proc/1/exe; id -u; pwd")
+    hostname, pid, exe, uid, cwd = out.split()
+    assert hostname == "exec-host"
+    assert pid != "1" and exe == "/bin/busybox"  # PID 1 of the container is visible: same pid ns
+    assert (uid, cwd) == ("0", "/")
+
+    process = bundle.config()["process"]
+    process["args"] = ["sh", "-c", "exit 7"]
+    process["user"] = {"uid": 65534, "gid": 65534}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    proc = runtime("exec", "--process", str(tmp_path / "process.json"), container_id)
+    assert proc.returncode == 7
+
+    process["args"] = ["nosuchcmd"]
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    proc = runtime("exec", "--process", str(tmp_path / "process.json"), "--detach",
+                   container_id)
+    assert proc.returncode == 1 and "executable file not found in $PATH" in proc.stderr
+
+    pid_file = tmp_path / "exec.pid"
+    process["args"] = ["sleep", "60"]
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    runtime.ok("exec", "--process", str(tmp_path / "process.json"), "--detach",
+               "--pid-file", str(pid_file), container_id)
+    exec_pid = int(pid_file.read_text())
+    assert exec_pid in json.loads(runtime.ok("ps", "--format", "json", container_id))
+    assert exec_pid != init_pid
+    runtime.ok("delete", "--force", container_id)
+    os.waitpid(exec_pid, 0)  # killed with the container's pid namespace

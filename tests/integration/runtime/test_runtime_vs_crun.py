@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Bundle, Runtime
+    from conftest import Bundle, Runtime  # type: ignore[import-not-found]
 
 PROBE = r"""#!/bin/sh
 echo "hostname=$(hostname)"

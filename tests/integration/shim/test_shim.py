@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from tests.integration.shim.conftest import Container, wait_for_shim_exit
 
-from berth.errors import Conflict, RuntimeFailure
+from berth.errors import Conflict, NotFound, RuntimeFailure
 from berth.runtime.shim.client import (
     ShimClient,
     iter_frames,
@@ -256,3 +257,103 @@ def test_serve_in_a_forked_process(make_container: Make) -> None:
     assert _collect(attached) == [(1, b"forked\n")]
     assert client.wait(timeout=20).exit_code == 0
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_large_stdin_round_trip(make_container: Make) -> None:
+    c = make_container(("/bin/cat",), open_stdin=True, stdin_once=True)
+    client = start_shim(c.config)
+    sock = client.attach(stdin=True)
+    client.start()
+    payload = bytes(range(256)) * (12 * 1024)  # 3 MiB
+
+    def feed() -> None:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=feed)
+    sender.start()
+    received = b"".join(data for _, data in _collect(sock))
+    sender.join()
+    assert received == payload
+    assert client.wait(timeout=20).exit_code == 0
+    wait_for_shim_exit(c.config)
+
+
+def test_attach_after_exit_ends_at_once(make_container: Make) -> None:
+    c = make_container(("/bin/true",), linger=1.0)
+    client = start_shim(c.config)
+    client.start()
+    assert client.wait(timeout=20).exit_code == 0
+    assert _collect(client.attach()) == []
+    assert client.state().status == "stopped"
+    wait_for_shim_exit(c.config)
+
+
+def _process(*args: str) -> dict[str, object]:
+    return {"args": list(args), "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+
+
+def test_exec_streams_and_exit_code(make_container: Make) -> None:
+    c = make_container(("/bin/sleep", "100"))
+    client = start_shim(c.config)
+    client.start()
+    pid, sock = client.exec("e1", _process("/bin/sh", "-c", "echo out; echo err >&2; exit 5"))
+    assert pid > 0 and sock is not None
+    assert sorted(_collect(sock)) == [(1, b"out\n"), (2, b"err\n")]
+    state = client.exec_state("e1")
+    assert (state.running, state.exit_code) == (False, 5)
+    # stdin, closed by the client's half-close
+    _, sock = client.exec("e2", _process("/bin/cat"), stdin=True)
+    assert sock is not None
+    sock.sendall(b"via exec\n")
+    sock.shutdown(socket.SHUT_WR)
+    assert _collect(sock) == [(1, b"via exec\n")]
+    assert client.exec_state("e2").exit_code == 0
+    assert c.log_lines == []  # exec output is not the container's log
+    with pytest.raises(NotFound):
+        client.exec_state("nope")
+    client.kill(signal.SIGKILL)
+    assert client.wait(timeout=20).exit_code == 137
+    wait_for_shim_exit(c.config)
+
+
+def test_exec_tty_resize_and_detach(make_container: Make) -> None:
+    c = make_container(("/bin/sleep", "100"))
+    client = start_shim(c.config)
+    client.start()
+    _, sock = client.exec(
+        "t1", _process("/bin/sh", "-c", "read x; stty size; echo $x"), tty=True, stdin=True
+    )
+    assert sock is not None
+    client.exec_resize("t1", 33, 77)
+    sock.sendall(b"hey\n")
+    output = b"".join(data for stream, data in _collect(sock) if stream == 1)
+    assert b"33 77\r\n" in output and b"hey\r\n" in output
+    pid, none = client.exec("d1", _process("/bin/sh", "-c", "echo saved > /tmp/f"), detach=True)
+    assert none is None
+    deadline = time.monotonic() + 10
+    while client.exec_state("d1").running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert client.exec_state("d1").exit_code == 0
+    _, sock = client.exec("r1", _process("/bin/cat", "/tmp/f"))
+    assert sock is not None and _collect(sock) == [(1, b"saved\n")]
+    client.kill(signal.SIGKILL)
+    assert client.wait(timeout=20).exit_code == 137
+    wait_for_shim_exit(c.config)
+
+
+def test_exec_needs_a_running_container(make_container: Make) -> None:
+    c = make_container(("/bin/sleep", "100"))
+    client = start_shim(c.config)
+    with pytest.raises(Conflict, match="is not running"):
+        client.exec("x", _process("/bin/true"))
+    client.start()
+    client.pause()
+    with pytest.raises(Conflict, match="is paused"):
+        client.exec("x", _process("/bin/true"))
+    client.resume()
+    with pytest.raises(RuntimeFailure):
+        client.exec("bad", _process("/no/such/thing"))
+    client.kill(signal.SIGKILL)
+    assert client.wait(timeout=20).exit_code == 137
+    wait_for_shim_exit(c.config)

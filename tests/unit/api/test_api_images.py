@@ -338,3 +338,50 @@ def test_pull_through_a_puller_streams_progress_and_fails_early() -> None:
 
     asyncio.run(main())
     assert puller.refs == ["busybox:latest", "busybox:nope"]
+
+
+# -- prune, push --------------------------------------------------------------------------------
+
+
+def test_prune_removes_dangling_images_only_by_default() -> None:
+    images = store()
+
+    async def scenario(client: Client) -> None:
+        resp = await client.post("/v1.41/images/prune",
+                                 params={"filters": filters(dangling=["true"])})
+        assert resp.status == 200
+        assert await resp.json() == {"ImagesDeleted": [{"Deleted": DANGLING.id}],
+                                     "SpaceReclaimed": DANGLING.size}
+        # The intermediate image has a child: not dangling, kept.
+        assert {img.id for img in images.list()} == {BUSYBOX.id, LOCAL.id, INTERMEDIATE.id,
+                                                     CHILD.id}
+        resp = await client.post("/images/prune")
+        assert await resp.json() == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+
+    run_with(images, scenario)
+
+
+def test_prune_all_unused_untags_and_filters_by_label_and_until() -> None:
+    images = store()
+
+    async def scenario(client: Client) -> None:
+        resp = await client.post("/images/prune", params={
+            "filters": filters(dangling=["false"], label=["org=example"])})
+        body = await resp.json()
+        assert body["ImagesDeleted"] == [{"Untagged": "localhost:5000/a/b:tag"},
+                                         {"Deleted": LOCAL.id}]
+        resp = await client.post("/images/prune", params={
+            "filters": filters(dangling=["false"], until=["2026-12-03T12:00:00Z"])})
+        assert (await resp.json())["ImagesDeleted"] is None  # everything is newer than that
+        resp = await client.post("/images/prune", params={"filters": filters(until=["10x"])})
+        assert resp.status == 400
+
+    run_with(images, scenario)
+
+
+def test_push_is_not_implemented_yet() -> None:
+    async def scenario(client: Client) -> None:
+        resp = await client.post("/images/localhost:5000/a/b/push?tag=tag")
+        assert resp.status == 501
+
+    run_with(store(), scenario)

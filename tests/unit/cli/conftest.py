@@ -133,14 +133,14 @@ class FakeDaemon:
                         conn.sendall(reply.raw)
                     conn.shutdown(socket.SHUT_RDWR)
                     return
-                self._reply(conn, reply)
+                self._reply(conn, reply, head_only=method == "HEAD")
         except (OSError, ValueError):
             return
         finally:
             reader.close()
             conn.close()
 
-    def _reply(self, conn: socket.socket, reply: Reply) -> None:
+    def _reply(self, conn: socket.socket, reply: Reply, head_only: bool = False) -> None:
         body = reply.body
         headers = dict(reply.headers)
         if not isinstance(body, bytes):
@@ -155,8 +155,11 @@ class FakeDaemon:
             headers["Content-Length"] = str(len(body))
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         conn.sendall(head.encode())
+        if head_only:
+            return
         if reply.hold is not None:
-            reply.hold.wait(10)
+            while not reply.hold.wait(0.02) and not self.stopping:
+                pass
         if reply.chunked:
             if body:
                 conn.sendall(b"%x\r\n%b\r\n" % (len(body), body))

@@ -13,14 +13,13 @@ from berth.cli.client import (
     ApiError,
     Client,
     DaemonUnreachable,
-    FrameDecoder,
-    demux,
     encode_query,
     go_json,
     parse_host,
     quote,
     resolve_host,
 )
+from berth.cli.frames import FrameDecoder, demux
 
 from .conftest import FakeDaemon, Reply, Request, Route, run_cli
 
@@ -114,17 +113,17 @@ def test_hijack_upgrade_keeps_bytes_sent_with_the_101(fake_daemon: Start) -> Non
         received.append(data)
 
     d = fake_daemon(lambda r: Reply(101, raw=payload, on_upgrade=on_upgrade))
+    chunks = []
     with Client(d.host, ping=False) as c:
         hj = c.hijack("/containers/c/attach", {"stream": 1, "stdin": 1})
-    hj.send(b"input")
-    hj.close_write()
-    chunks = []
-    while True:
-        data = hj.recv()
-        if not data:
-            break
-        chunks.append(data)
-    hj.close()
+        hj.send(b"input")
+        hj.close_write()
+        while True:
+            data = hj.recv()
+            if not data:
+                break
+            chunks.append(data)
+        hj.close()
     assert list(demux(chunks)) == [(1, b"hi\n"), (2, b"oops\n")]
     assert received == [b"input"]
     req = d.requests[0]

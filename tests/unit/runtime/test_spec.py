@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from berth.runtime.spec import (
     Rlimit,
     SpecInput,
     bind_mount,
+    build_process,
     build_spec,
     resolve_capabilities,
     tmpfs_mount,
@@ -154,6 +156,7 @@ def test_defaults_match_docker() -> None:
     assert spec["process"]["terminal"] is False
     assert "rlimits" not in spec["process"]  # Docker sets none: inherit
     assert "noNewPrivileges" not in spec["process"]
+    assert spec["process"]["oomScoreAdj"] == 0  # never the daemon's own score
 
 
 @pytest.mark.parametrize(
@@ -353,3 +356,12 @@ def test_spec_runs_under_real_runtime(runtime: str, tmp_path: Path, cgroup_paren
     # The 14 default capabilities: CapEff 0x00000000a80425fb.
     assert lines[4].split()[-1] == "00000000a80425fb"
     assert proc.stderr.strip() == "err"
+
+
+def test_build_process_for_exec_keeps_container_security() -> None:
+    container = _input(cap_add=("NET_ADMIN",), no_new_privileges=True)
+    process = build_process(replace(container, args=("/bin/ls",), tty=True, uid=1000))
+    assert process["args"] == ["/bin/ls"] and process["terminal"] is True
+    assert process["user"] == {"uid": 1000, "gid": 0}
+    assert "CAP_NET_ADMIN" in process["capabilities"]["bounding"]
+    assert process["noNewPrivileges"] is True

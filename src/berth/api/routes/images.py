@@ -11,6 +11,7 @@ import builtins
 import io
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
@@ -39,7 +40,14 @@ from berth.api.wire_images import (
     render_image_summary,
     unix_seconds,
 )
-from berth.errors import BerthError, ImageNotFound, InvalidArgument, NotImplementedByBerth
+from berth.errors import (
+    BerthError,
+    Conflict,
+    ImageNotFound,
+    InvalidArgument,
+    NotFound,
+    NotImplementedByBerth,
+)
 
 if TYPE_CHECKING:
     from berth.api.app import ApiRouter
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LIST_FILTERS = {"dangling", "label", "before", "since", "reference"}
+_PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -86,10 +95,12 @@ class ImageRoutes:
         router.add("GET", "/images/get", self.save)
         router.add("POST", "/images/load", self.load)
         router.add("POST", "/images/create", self.create)
+        router.add("POST", "/images/prune", self.prune)
         router.add("GET", "/images/{name:.+}/json", self.inspect)
         router.add("GET", "/images/{name:.+}/history", self.history)
         router.add("GET", "/images/{name:.+}/get", self.save_one)
         router.add("POST", "/images/{name:.+}/tag", self.tag)
+        router.add("POST", "/images/{name:.+}/push", self.push)
         router.add("DELETE", "/images/{name:.+}", self.remove)
 
     # -- list -----------------------------------------------------------------------------------
@@ -121,10 +132,10 @@ class ImageRoutes:
                     continue
             elif dangling is True and img.repo_tags:
                 continue
-            created = _created_key(img.created)
-            if any(created >= _created_key(b) for b in before):
+            created = unix_seconds(img.created)
+            if any(created >= unix_seconds(b) for b in before):
                 continue
-            if any(created <= _created_key(s) for s in since):
+            if any(created <= unix_seconds(s) for s in since):
                 continue
             if not _labels_match(img, labels):
                 continue
@@ -169,6 +180,46 @@ class ImageRoutes:
                                    query_bool(request, "force"),
                                    not query_bool(request, "noprune"))
         return json_response(render_delete(items))
+
+    async def prune(self, request: web.Request) -> web.StreamResponse:
+        filters = query_filters(request)
+        check_filter_keys(filters, _PRUNE_FILTERS)
+        deleted, reclaimed = await run_blocking(request, self._prune, filters, time.time())
+        return json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+    def _prune(self, filters: Mapping[str, list[str]], now: float
+               ) -> tuple[list[dict[str, str]], int]:
+        """dockerd's rules: dangling (untagged, childless) images only, unless dangling=false
+        asks for every image no container uses; an image in use is skipped, not an error."""
+        dangling_only = _dangling_filter(filters) is not False
+        until = [_until_seconds(v, now) for v in filters.get("until", [])]
+        images = list(self._images.list())
+        parents = {img.parent for img in images if img.parent}
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        for img in images:
+            if dangling_only and (img.repo_tags or img.id in parents):
+                continue
+            if any(unix_seconds(img.created) >= u for u in until):
+                continue
+            if not _labels_match(img, filters.get("label", [])):
+                continue
+            if filters.get("label!") and _any_label(img, filters["label!"]):
+                continue
+            targets = list(img.repo_tags) or [img.id]
+            for target in targets:
+                try:
+                    items = self._images.remove(target, False, True)
+                except (Conflict, NotFound) as err:
+                    log.debug("prune skips %s: %s", target, err)
+                    break
+                deleted += render_delete(items)
+                if any(kind == "Deleted" and value == img.id for kind, value in items):
+                    reclaimed += img.size
+        return deleted, reclaimed
+
+    async def push(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedByBerth("pushing images is not implemented yet in berth")
 
     # -- archives -------------------------------------------------------------------------------
 
@@ -276,10 +327,6 @@ def _dangling_filter(filters: Mapping[str, list[str]]) -> bool | None:
     raise InvalidArgument(f"invalid filter 'dangling={values[0]}'")
 
 
-def _created_key(created: str | None) -> int:
-    return unix_seconds(created)
-
-
 def _labels_match(img: ImageView, wanted: list[str]) -> bool:
     labels = img.config.labels if img.config is not None else {}
     for item in wanted:
@@ -287,6 +334,30 @@ def _labels_match(img: ImageView, wanted: list[str]) -> bool:
         if key not in labels or (sep and labels[key] != value):
             return False
     return True
+
+
+def _any_label(img: ImageView, wanted: list[str]) -> bool:
+    return any(_labels_match(img, [item]) for item in wanted)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _until_seconds(value: str, now: float) -> float:
+    """``until``: a Go duration before now (``24h``, ``1h30m``), Unix seconds, or RFC 3339."""
+    if _DURATIONS.fullmatch(value):
+        total = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
+        return now - total
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    seconds = unix_seconds(value)
+    if seconds == 0:
+        raise InvalidArgument(f"invalid filter 'until={value}'")
+    return float(seconds)
 
 
 def _path_pattern(pattern: str) -> re.Pattern[str]:

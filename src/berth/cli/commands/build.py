@@ -168,6 +168,8 @@ def tar_context(root: str, dockerfile_rel: str, extra: dict[str, bytes] | None =
 
 def _add(tar: Any, path: str, rel: str) -> None:
     info = tar.gettarinfo(path, rel)
+    if info is None:  # sockets and the like cannot be archived; docker skips them too
+        return
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if info.isreg():

@@ -188,7 +188,7 @@ def logs(cli: Cli, argv: list[str]) -> int:
         for data in resp.iter_raw():
             _write(cli.stdout, out, data)
         return 0
-    from berth.cli.client import FrameDecoder
+    from berth.cli.frames import FrameDecoder
 
     decoder = FrameDecoder()
     for data in resp.iter_raw():

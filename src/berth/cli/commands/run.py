@@ -16,6 +16,7 @@ from berth.cli.runconfig import CREATE, RUN, build_create
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from berth.cli.client import Client
@@ -136,14 +137,42 @@ def run(cli: Cli, argv: list[str]) -> int:
     except ApiError as exc:
         hj.close()
         raise _run_error(cli, exc, _start_failure_code(exc.message)) from None
-    return _follow(cli, client, hj, cid, tty, body["AttachStdin"], opts["detach_keys"], waiter)
+    return _follow(cli, client, hj, cid, tty, body["AttachStdin"], opts["detach_keys"], waiter,
+                   sig_proxy=opts["sig_proxy"])
+
+
+def _proxy_signals(client: Client, cid: str) -> Callable[[], None]:
+    """docker's --sig-proxy: signals the CLI receives go to the container (not with a TTY,
+    where the terminal carries them). Returns the function that restores the handlers."""
+    import signal
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            client.request("POST", f"/containers/{cid}/kill",
+                           {"signal": signal.Signals(signum).name}).read()
+        except (ApiError, OSError):
+            pass
+
+    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2)
+    previous = {s: signal.signal(s, forward) for s in wanted}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
 
 
 def _follow(cli: Cli, client: Client, hj: Any, cid: str, tty: bool, with_stdin: bool,
-            detach_keys: str, waiter: Any) -> int:
+            detach_keys: str, waiter: Any, sig_proxy: bool = False) -> int:
+    import threading
+
     from berth.cli.stream import DEFAULT_DETACH, parse_detach_keys, pump
 
     keys = parse_detach_keys(detach_keys) if detach_keys else DEFAULT_DETACH
+    on_main = threading.current_thread() is threading.main_thread()
+    restore = _proxy_signals(client, cid) if sig_proxy and not tty and on_main else None
 
     def resize(h: int, w: int) -> None:
         try:
@@ -151,7 +180,11 @@ def _follow(cli: Cli, client: Client, hj: Any, cid: str, tty: bool, with_stdin: 
         except ApiError:
             pass
 
-    finished = pump(cli, hj, tty, with_stdin, resize, keys)
+    try:
+        finished = pump(cli, hj, tty, with_stdin, resize, keys)
+    finally:
+        if restore is not None:
+            restore()
     if not finished:
         cli.err("\nread escape sequence")
         if waiter is not None:
@@ -232,7 +265,8 @@ def attach(cli: Cli, argv: list[str]) -> int:
     if with_stdin:
         query["stdin"] = 1
     hj = client.hijack(f"/containers/{cid}/attach", query)
-    return _follow(cli, client, hj, cid, tty, with_stdin, opts["detach_keys"], None)
+    return _follow(cli, client, hj, cid, tty, with_stdin, opts["detach_keys"], None,
+                   sig_proxy=opts["sig_proxy"])
 
 
 EXEC = Command("exec", "exec [OPTIONS] CONTAINER COMMAND [ARG...]",

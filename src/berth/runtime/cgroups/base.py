@@ -7,8 +7,7 @@ import errno
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from berth.errors import InvalidArgument, NotFound, RuntimeFailure
 from berth.runtime.cgroups.resources import CgroupResources
@@ -44,8 +43,7 @@ class CgroupManager(Protocol):
     def paths(self) -> dict[str, str]: ...
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(NamedTuple):
     """A mounted cgroup hierarchy: its controllers (v1) and where it is mounted."""
 
     controllers: tuple[str, ...]

@@ -6,7 +6,7 @@ container limited by berth looks the same from the inside as one limited by them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from berth.errors import InvalidArgument
 
@@ -14,8 +14,7 @@ from berth.errors import InvalidArgument
 DEFAULT_CPU_PERIOD = 100_000
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(NamedTuple):
     """One OCI ``linux.resources.devices`` entry (``type`` is a, c or b; None = any number)."""
 
     allow: bool
@@ -33,8 +32,7 @@ class DeviceRule:
         return f"{self.type} {major}:{minor} {self.access}"
 
 
-@dataclass(frozen=True)
-class CgroupResources:
+class CgroupResources(NamedTuple):
     """The subset of OCI ``linux.resources`` berth applies; None means leave as is.
 
     ``memory_swap`` is OCI's memory+swap total (-1 = unlimited), as in ``docker run --memory-swap``.

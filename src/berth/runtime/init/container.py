@@ -6,18 +6,17 @@ could call them in-process later.
 
 from __future__ import annotations
 
-import datetime
 import os
 import select
 import signal
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from berth.errors import AlreadyExists, Conflict, InvalidArgument, RuntimeFailure
 from berth.runtime.cgroups.base import CgroupManager, open_cgroup
-from berth.runtime.init.config import NAMESPACE_FLAGS, Spec, load_spec, validate_id
+from berth.runtime.init.config import NAMESPACE_FLAGS, Process, Spec, load_spec, validate_id
 from berth.runtime.init.messages import MessageReader, send_go
-from berth.runtime.init.process import InitContext, run_init
+from berth.runtime.init.process import ExecContext, InitContext, run_exec, run_init
 from berth.runtime.init.state import (
     EXEC_FIFO,
     ContainerState,
@@ -28,15 +27,23 @@ from berth.runtime.init.state import (
     remove_state,
     save_state,
     status_of,
+    utc_now,
 )
-from berth.runtime.syscalls import Syscalls
+from berth.runtime.syscalls import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    Syscalls,
+)
 
 _SIGNALS_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                       signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
 
-@dataclass(frozen=True)
-class Created:
+class Created(NamedTuple):
     """A created container: its init's pid and the pipe that reports an exec failure."""
 
     state: ContainerState
@@ -74,7 +81,7 @@ def create(
         pid, to_parent_r = _clone_init(spec, cgroup, fifo, console_socket, sys, fds)
         state = ContainerState(
             id=container_id, pid=pid, bundle=spec.bundle, rootfs=spec.root_path,
-            created=datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            created=utc_now(),
             oci_version=spec.oci_version, cgroup_path=cgroup.path, cgroup_dirs=cgroup.paths(),
             start_time=process_start_time(pid) or 0, annotations=spec.annotations,
         )
@@ -114,18 +121,7 @@ def _clone_init(
             unshare_cgroup = True  # after joining the group, see container_init
         else:
             flags |= flag
-    console_fd = None
-    if spec.process.terminal and console_socket:
-        import socket
-
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(console_socket)
-        except OSError as err:
-            sock.close()
-            raise RuntimeFailure(f"failed to connect to console socket: {err}") from err
-        console_fd = sock.detach()
-        fds.append(console_fd)
+    console_fd = _connect_console(console_socket, fds) if spec.process.terminal else None
     exec_fifo = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     fds.append(exec_fifo)
     to_parent_r, to_parent_w = os.pipe2(os.O_CLOEXEC)
@@ -155,6 +151,101 @@ def _clone_init(
         text = message.text if message else "container init exited during setup"
         raise RuntimeFailure(text, exit_code=_exit_code_for(text))
     return pid, to_parent_r
+
+
+def _connect_console(path: str | None, fds: list[int]) -> int | None:
+    """Connect to the caller's console socket; the init sends the pty master over it."""
+    if not path:
+        return None
+    import socket  # only with a terminal: the module costs ~9 ms to import
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise RuntimeFailure(f"failed to connect to console socket: {err}") from err
+    fd = sock.detach()
+    fds.append(fd)
+    return fd
+
+
+_EXEC_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+                    ("cgroup", CLONE_NEWCGROUP), ("mnt", CLONE_NEWNS))
+
+
+def exec_process(
+    root: str, container_id: str, process: Process, sys: Syscalls, *,
+    console_socket: str | None = None, pid_file: str | None = None, detach: bool = False,
+) -> int:
+    """Start ``process`` inside a running container (``runc exec``).
+
+    Returns 0 once it runs with ``detach``, else its exit status as a shell reports it.
+    """
+    state = load_state(root, container_id)
+    status = status_of(root, state)
+    if status is ContainerStatus.STOPPED:
+        raise Conflict("cannot exec in a stopped container")
+    if status is ContainerStatus.PAUSED:
+        raise Conflict("cannot exec in a paused container")
+    if process.terminal and not console_socket:
+        raise RuntimeFailure("cannot allocate tty without setting console socket")
+    fds: list[int] = []
+    try:
+        join: list[tuple[int, int]] = []
+        # Enter only what the container does not share with us (--network=host etc.).
+        for name, flag in (("pid", CLONE_NEWPID), *_EXEC_NAMESPACES):
+            target = f"/proc/{state.pid}/ns/{name}"
+            if os.readlink(target) == os.readlink(f"/proc/self/ns/{name}"):
+                continue
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+            fds.append(fd)
+            if flag == CLONE_NEWPID:
+                sys.setns(fd, flag)  # takes effect for our child only
+            else:
+                join.append((fd, flag))
+        console_fd = _connect_console(console_socket, fds) if process.terminal else None
+        to_parent_r, to_parent_w = os.pipe2(os.O_CLOEXEC)
+        from_parent_r, from_parent_w = os.pipe2(os.O_CLOEXEC)
+        fds.extend((to_parent_r, to_parent_w, from_parent_r, from_parent_w))
+        ctx = ExecContext(process, to_parent_w, from_parent_r, console_fd, tuple(join))
+        pid = sys.clone(0)
+        if pid == 0:
+            os.close(to_parent_r)
+            os.close(from_parent_w)
+            run_exec(ctx, sys)
+        os.close(to_parent_w)
+        fds.remove(to_parent_w)
+        reader = MessageReader(to_parent_r)
+        try:
+            state.cgroup().add_pid(pid)
+            send_go(from_parent_w)
+            message = reader.next()
+            if message is not None and message.kind == "ready":
+                message = reader.next()  # None: the pipe closed at exec
+        except BaseException:
+            _kill_and_reap(pid)
+            raise
+        if message is not None:
+            _kill_and_reap(pid)
+            raise RuntimeFailure(message.text, exit_code=_exit_code_for(message.text))
+        if pid_file:
+            _write_atomic(pid_file, str(pid))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if detach:
+        return 0
+    handlers = {sig: signal.signal(sig, lambda s, _f: _forward(pid, s))
+                for sig in _SIGNALS_FORWARDED}
+    try:
+        _, wait_status = os.waitpid(pid, 0)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
 
 
 def _exit_code_for(text: str) -> int:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from berth.errors import RuntimeFailure
 
 _GO = b"G"
 
 
-@dataclass(frozen=True)
-class InitMessage:
+class InitMessage(NamedTuple):
     kind: str  # "ready" | "error"
     text: str = ""
 

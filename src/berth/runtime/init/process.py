@@ -10,15 +10,15 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import signal
 import stat
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from berth.errors import BerthError
 from berth.runtime import syscalls as sc
 from berth.runtime.init import capabilities as caps
 from berth.runtime.init import rootfs
-from berth.runtime.init.config import Spec
+from berth.runtime.init.config import Process, Spec
 from berth.runtime.init.messages import send_error, send_ready, wait_go
 from berth.runtime.syscalls import Syscalls
 
@@ -32,8 +32,7 @@ class ExecError(BerthError):
     """The process cannot be started; the text matches runc so the engine can pick 126/127."""
 
 
-@dataclass(frozen=True)
-class InitContext:
+class InitContext(NamedTuple):
     """What the parent prepared before clone; every fd here is O_CLOEXEC."""
 
     spec: Spec
@@ -62,8 +61,11 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, ExecError):
         return f"unable to start container process: {err}"
     if isinstance(err, OSError) and err.strerror:
-        detail = err.strerror if err.strerror.endswith(os.strerror(err.errno or 0)) else str(err)
-        return f"unable to start container process: error during container init: {detail.lower()}"
+        # Our ctypes calls put the call and path in strerror; os.* calls leave them in filename.
+        detail = err.strerror
+        if err.filename and str(err.filename) not in detail:
+            detail = f"{detail}: {err.filename}"
+        return f"unable to start container process: error during container init: {detail}"
     return f"unable to start container process: error during container init: {err}"
 
 
@@ -128,9 +130,21 @@ def container_init(ctx: InitContext, sys: Syscalls) -> None:
     if spec.root_readonly:
         rootfs.remount_readonly(sys, "/")
 
+    become_process(proc, sys, ctx.to_parent, ctx.console_socket, ctx.exec_fifo)
+
+
+def become_process(
+    proc: Process, sys: Syscalls, to_parent: int, console_socket: int | None,
+    exec_fifo: int | None,
+) -> None:
+    """The common tail of create and exec: terminal, limits, identity, then exec.
+
+    With ``exec_fifo`` the process waits for ``start`` before exec; without (exec) it goes on.
+    """
+
     # The terminal comes from the container's own devpts, so its slave is visible inside.
-    if proc.terminal and ctx.console_socket is not None:
-        _setup_console(ctx.console_socket, proc.user.uid)
+    if proc.terminal and console_socket is not None:
+        _setup_console(console_socket, proc.user.uid)
 
     # Limits the process inherits across exec (no CAP_SYS_RESOURCE needed to lower them).
     for limit in proc.rlimits:
@@ -170,18 +184,52 @@ def container_init(ctx: InitContext, sys: Syscalls) -> None:
         env["HOME"] = home_of(user.uid)
 
     # Tell the parent we are ready, then block on the fifo until `start` opens it.
-    send_ready(ctx.to_parent)
-    # setuid cleared "dumpable", which hides /proc/self/fd from a non-root user; exec resets it.
-    sys.prctl(sc.PR_SET_DUMPABLE, 1)
-    fifo = os.open(f"/proc/self/fd/{ctx.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
-    os.write(fifo, b"0")
-    os.close(fifo)
-    os.close(ctx.exec_fifo)
+    send_ready(to_parent)
+    if exec_fifo is not None:
+        # setuid cleared "dumpable", hiding /proc/self/fd from a non-root user; exec resets it.
+        sys.prctl(sc.PR_SET_DUMPABLE, 1)
+        fifo = os.open(f"/proc/self/fd/{exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        os.close(exec_fifo)
 
+    # Python starts with SIGPIPE and SIGXFSZ ignored; ignored dispositions survive exec, and
+    # `yes | head` must end by SIGPIPE in a container as anywhere else.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execve(path, list(proc.args), env)
     except OSError as err:
         raise ExecError(f'exec: "{proc.args[0]}": {(err.strerror or "").lower()}') from err
+
+
+class ExecContext(NamedTuple):
+    """What the parent of ``exec`` prepared: the container's namespaces, opened before clone."""
+
+    process: Process
+    to_parent: int
+    from_parent: int
+    console_socket: int | None
+    join_namespaces: tuple[tuple[int, int], ...]  # mount last: the others are opened fds
+
+
+def run_exec(ctx: ExecContext, sys: Syscalls) -> NoReturn:
+    """Child entry point of ``exec``: join the running container, become the process."""
+    try:
+        # Namespaces first (the pid one was entered by the parent, so we are already in it).
+        for fd, nstype in ctx.join_namespaces:
+            sys.setns(fd, nstype)
+            os.close(fd)
+        # The parent moves us into the container's cgroup before anything runs.
+        wait_go(ctx.from_parent)
+        # Joining the mount namespace put us at its root; the process's cwd is relative to it.
+        become_process(ctx.process, sys, ctx.to_parent, ctx.console_socket, None)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        try:
+            send_error(ctx.to_parent, _describe(err))
+        finally:
+            os._exit(1)
+    os._exit(1)
 
 
 def resolve_executable(arg0: str, path_env: str | None) -> str:

@@ -195,6 +195,8 @@ def create_dev_links(rootfs: str, with_ptmx: bool) -> None:
              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
     if with_ptmx:
         links.append(("pts/ptmx", "/dev/ptmx"))
+    if os.path.exists("/proc/kcore"):  # runc's rule (crun adds it always)
+        links.append(("/proc/kcore", "/dev/core"))
     for target, name in links:
         dest = secure_join(rootfs, name)
         if with_ptmx and name == "/dev/ptmx" and os.path.lexists(dest):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import os
-import shutil
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 from berth.errors import ContainerNotFound, InvalidArgument
 from berth.runtime.cgroups.base import CgroupManager
@@ -22,6 +21,7 @@ from berth.runtime.init.config import validate_id
 
 DEFAULT_ROOT = "/run/berth-runtime"
 EXEC_FIFO = "exec.fifo"
+_PF_EXITING = 0x4  # task flag in /proc/<pid>/stat field 9
 
 
 class ContainerStatus(enum.Enum):
@@ -32,8 +32,7 @@ class ContainerStatus(enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
-class ContainerState:
+class ContainerState(NamedTuple):
     """What create leaves behind for the later commands."""
 
     id: str
@@ -45,7 +44,7 @@ class ContainerState:
     cgroup_path: str
     cgroup_dirs: dict[str, str]
     start_time: int
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = {}  # noqa: RUF012 - never mutated
 
     def cgroup(self) -> CgroupManager:
         if list(self.cgroup_dirs) == [""]:
@@ -77,7 +76,7 @@ def save_state(root: str, state: ContainerState) -> None:
     tmp = os.path.join(directory, ".state.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(asdict(state)).encode())
+        os.write(fd, json.dumps(state._asdict()).encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -106,13 +105,31 @@ def list_ids(root: str) -> list[str]:
 
 
 def remove_state(root: str, container_id: str) -> None:
-    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
+    """The directory holds only flat files we made (state, fifo, temp): no rmtree needed."""
+    directory = container_dir(root, container_id)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            pass
+    os.rmdir(directory)
+
+
+def utc_now() -> str:
+    """RFC 3339 with nanoseconds, like runc's "created" (no datetime import at start-up)."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat, or None if the pid is gone or a zombie.
+    """Field 22 of /proc/<pid>/stat, or None if the pid is gone, a zombie or exiting.
 
-    Comparing it with the recorded value tells a recycled pid from our container.
+    Comparing it with the recorded value tells a recycled pid from our container. An exiting
+    PID 1 can linger until its reaper collects the namespace's other zombies: it counts as dead.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -120,7 +137,7 @@ def process_start_time(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
+    if fields[0] in (b"Z", b"X") or int(fields[6]) & _PF_EXITING:
         return None
     return int(fields[19])
 

@@ -17,12 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from berth import errors
 from berth.runtime.shim import protocol
-from berth.runtime.shim.protocol import ExitStatus, Request, ShimConfig, ShimState
+from berth.runtime.shim.protocol import ExecState, ExitStatus, Request, ShimConfig, ShimState
 
 SHIM_CONFIG_NAME = "shim.json"
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "berth.runtime.shim.main")
@@ -46,6 +46,9 @@ def start_shim(
     config: ShimConfig, *, command: Sequence[str] = DEFAULT_COMMAND, timeout: float = 30.0
 ) -> ShimClient:
     """Spawn a detached shim for ``config`` and wait until the container is created."""
+    # sun_path holds 107 bytes; a tty container also needs "<socket>.console".
+    if len(os.fsencode(config.socket_path)) + len(".console") > 107:
+        raise errors.InvalidArgument(f"shim socket path too long: {config.socket_path}")
     config_path = os.path.join(config.bundle, SHIM_CONFIG_NAME)
     fd, tmp = tempfile.mkstemp(prefix=".shim-", dir=config.bundle)
     with os.fdopen(fd, "w") as f:
@@ -197,6 +200,47 @@ class ShimClient:
         sock.settimeout(None)
         return sock
 
+    def exec(
+        self,
+        exec_id: str,
+        process: Mapping[str, Any],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        detach: bool = False,
+    ) -> tuple[int, socket.socket | None]:
+        """Start an OCI ``process`` in the container: (pid, stream socket or None if detached).
+
+        The socket carries frames like ``attach``; SHUT_WR closes the exec's stdin; it ends
+        when the process has exited (``exec_state`` then has its exit code).
+        """
+        request = protocol.ExecRequest(
+            exec_id, json.dumps(dict(process)), tty, stdin, stdout, stderr, detach
+        )
+        sock = self._connect()
+        try:
+            sock.sendall(protocol.encode_request(request))
+            line = _read_line(sock)
+            reply = _raise_reply(
+                json.loads(line) if line else {"ok": False, "error": "shim closed"}
+            )
+        except BaseException:
+            sock.close()
+            raise
+        if detach:
+            sock.close()
+            return int(reply["pid"]), None
+        sock.settimeout(None)
+        return int(reply["pid"]), sock
+
+    def exec_state(self, exec_id: str) -> ExecState:
+        return ExecState.from_json(self._call(protocol.ExecStateRequest(exec_id)))
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        self._call(protocol.ExecResizeRequest(exec_id, height, width))
+
     def resize(self, height: int, width: int) -> None:
         self._call(protocol.ResizeRequest(height, width))
 
@@ -289,6 +333,43 @@ class AsyncShimClient:
             writer.close()
             raise
         return reader, writer
+
+    async def exec(
+        self,
+        exec_id: str,
+        process: Mapping[str, Any],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        detach: bool = False,
+    ) -> tuple[int, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]:
+        """``ShimClient.exec`` as a coroutine: (pid, (reader, writer) or None if detached)."""
+        request = protocol.ExecRequest(
+            exec_id, json.dumps(dict(process)), tty, stdin, stdout, stderr, detach
+        )
+        reader, writer = await self._open()
+        try:
+            writer.write(protocol.encode_request(request))
+            await writer.drain()
+            line = await reader.readline()
+            reply = _raise_reply(
+                json.loads(line) if line else {"ok": False, "error": "shim closed"}
+            )
+        except BaseException:
+            writer.close()
+            raise
+        if detach:
+            writer.close()
+            return int(reply["pid"]), None
+        return int(reply["pid"]), (reader, writer)
+
+    async def exec_state(self, exec_id: str) -> ExecState:
+        return ExecState.from_json(await self._call(protocol.ExecStateRequest(exec_id)))
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        await self._call(protocol.ExecResizeRequest(exec_id, height, width))
 
     async def resize(self, height: int, width: int) -> None:
         await self._call(protocol.ResizeRequest(height, width))

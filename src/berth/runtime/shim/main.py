@@ -9,14 +9,11 @@ error, is written as one JSON object to the ready fd, which is then closed.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import ctypes
 import logging
 import os
 import signal
 import sys
-import tempfile
 
 from berth.runtime.shim.protocol import ShimConfig
 
@@ -33,9 +30,8 @@ def _set_child_subreaper() -> None:
 
 
 def _write_pid_file(path: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".shim-pid-", dir=directory)
-    with os.fdopen(fd, "w") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")
     os.rename(tmp, path)
 
@@ -48,18 +44,36 @@ def _detach_stdio() -> None:
         os.close(devnull)
 
 
+USAGE = "usage: berth-shim --config PATH [--ready-fd N] [--foreground]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="berth-shim")
-    parser.add_argument("--config", required=True, help="path of the shim config (JSON)")
-    parser.add_argument("--ready-fd", type=int, default=None)
-    parser.add_argument("--foreground", action="store_true", help="do not fork")
-    args = parser.parse_args(argv)
-    with open(args.config) as f:
+    # Parsed by hand: argparse is a noticeable share of a shim's start-up.
+    args = sys.argv[1:] if argv is None else argv
+    config_path, ready_fd, foreground = "", None, False
+    try:
+        while args:
+            flag, args = args[0], args[1:]
+            if flag == "--foreground":
+                foreground = True
+            elif flag == "--config" and args:
+                config_path, args = args[0], args[1:]
+            elif flag == "--ready-fd" and args:
+                ready_fd, args = int(args[0]), args[1:]
+            else:
+                raise ValueError(flag)
+    except ValueError:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if not config_path:
+        print(USAGE, file=sys.stderr)
+        return 2
+    with open(config_path) as f:
         config = ShimConfig.from_json(f.read())
-    if not args.foreground:
+    if not foreground:
         if os.fork() > 0:
             os._exit(0)  # the launcher reaps this at once; the shim is re-parented
-    return serve(config, args.ready_fd)
+    return serve(config, ready_fd)
 
 
 def serve(config: ShimConfig, ready_fd: int | None = None) -> int:
@@ -91,7 +105,7 @@ def serve(config: ShimConfig, ready_fd: int | None = None) -> int:
     from berth.runtime.shim.server import Shim
 
     try:
-        return asyncio.run(Shim(config, ready_fd).run())
+        return Shim(config, ready_fd).run()
     except Exception:
         log.exception("shim failed")
         return 1

@@ -12,7 +12,9 @@ Wire format (unix stream socket, one request per connection):
 
 Requests: ``start``, ``attach {stdin, stdout, stderr}``, ``resize {height, width}``,
 ``kill {signal, all}``, ``pause``, ``resume``, ``state``, ``wait`` (answers when the container
-has exited and its runtime state is deleted), ``exec`` (not implemented yet).
+has exited and its runtime state is deleted), ``exec {exec_id, process, tty, stdin, stdout,
+stderr, detach}`` (then the exec's streams, like attach), ``exec_state {exec_id}``
+(``{pid, running, exit_code}``), ``exec_resize {exec_id, height, width}``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -135,12 +136,26 @@ class ShimState:
         )
 
 
+@dataclass(frozen=True)
+class ExecState:
+    """An exec'd process: ``running`` until it has exited and its output has ended."""
+
+    pid: int
+    running: bool
+    exit_code: int | None
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ExecState:
+        code = raw.get("exit_code")
+        return cls(int(raw["pid"]), bool(raw["running"]), None if code is None else int(code))
+
+
 def save_exit_file(path: str, status: ExitStatus) -> None:
     """Write the exit record atomically: temp file, fsync, rename, fsync of the directory."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".exit-", dir=directory)
+    tmp = os.path.join(directory, f".exit-{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "w") as f:
             json.dump(status.to_json(), f)
             f.flush()
             os.fsync(f.fileno())
@@ -217,6 +232,39 @@ class WaitRequest:
     op: str = "wait"
 
 
+@dataclass(frozen=True)
+class ExecRequest:
+    """Run another process in the container (``runtime exec --detach``).
+
+    ``process`` is the OCI ``process`` object as JSON text (its ``terminal`` must equal
+    ``tty``). Unless ``detach``, the connection then carries the exec's streams like
+    ``attach``; the client's half-close closes the exec's stdin.
+    """
+
+    exec_id: str
+    process: str
+    tty: bool = False
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    detach: bool = False
+    op: str = "exec"
+
+
+@dataclass(frozen=True)
+class ExecStateRequest:
+    exec_id: str
+    op: str = "exec_state"
+
+
+@dataclass(frozen=True)
+class ExecResizeRequest:
+    exec_id: str
+    height: int
+    width: int
+    op: str = "exec_resize"
+
+
 Request = (
     StartRequest
     | AttachRequest
@@ -226,6 +274,9 @@ Request = (
     | ResumeRequest
     | StateRequest
     | WaitRequest
+    | ExecRequest
+    | ExecStateRequest
+    | ExecResizeRequest
 )
 
 _REQUEST_TYPES: dict[str, type[Request]] = {
@@ -237,6 +288,9 @@ _REQUEST_TYPES: dict[str, type[Request]] = {
     "resume": ResumeRequest,
     "state": StateRequest,
     "wait": WaitRequest,
+    "exec": ExecRequest,
+    "exec_state": ExecStateRequest,
+    "exec_resize": ExecResizeRequest,
 }
 
 
