@@ -175,10 +175,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Nothing of berth may outlive the suite: no mounts, no shims, no containers."""
     if os.environ.get("BERTH_SKIP_LEAK_CHECK"):
         return
-    leaked = [m for m in mounts_under(Path(tempfile.gettempdir())) if "berth-test" in m]
-    procs = subprocess.run(["pgrep", "-af", "berth-shim|berth.runtime.shim|berthd"],
-                           capture_output=True, text=True).stdout.strip()
-    procs = "\n".join(line for line in procs.splitlines() if "pytest" not in line)
+    deadline = time.monotonic() + 10  # shims linger a moment after their container exits
+    while True:
+        leaked = [m for m in mounts_under(Path(tempfile.gettempdir())) if "berth-test" in m]
+        procs = subprocess.run(["pgrep", "-af", "berth"], capture_output=True,
+                               text=True).stdout.strip()
+        procs = "\n".join(line for line in procs.splitlines()
+                          if "berth-test" in line and "pytest" not in line)
+        if not (leaked or procs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if leaked or procs:
         sys.stderr.write(f"\nberth leaked resources after the suite:\nmounts: {leaked}\n"
                          f"processes:\n{procs}\n")
