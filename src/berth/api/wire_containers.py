@@ -362,10 +362,11 @@ def status_text(r: ContainerRecord, now: float | None = None) -> str:
         return "Removal In Progress"
     if s.state == ContainerState.DEAD:
         return "Dead"
-    return s.state.value
+    return str(s.state.value)
 
 
-def render_list_entry(r: ContainerRecord, image_name: str, extras: dict[str, Any]) -> dict[str, Any]:
+def render_list_entry(r: ContainerRecord, image_name: str,
+                      extras: dict[str, Any]) -> dict[str, Any]:
     return {
         "Id": r.id, "Names": ["/" + r.name], "Image": image_name, "ImageID": r.image_id,
         "Command": command_string(r),

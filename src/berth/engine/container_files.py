@@ -29,7 +29,8 @@ def _env_key(entry: str) -> str:
     return entry.split("=", 1)[0]
 
 
-def merge_env(base: list[str] | tuple[str, ...], override: list[str] | tuple[str, ...]) -> list[str]:
+def merge_env(base: list[str] | tuple[str, ...],
+              override: list[str] | tuple[str, ...]) -> list[str]:
     """Image env first, the user's entries replacing same-named ones in place (Docker's order)."""
     merged = list(base)
     index = {_env_key(e): i for i, e in enumerate(merged)}

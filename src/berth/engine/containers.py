@@ -14,7 +14,7 @@ import shutil
 import signal as signal_module
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ EventSink = Callable[[str, str, dict[str, str]], None]  # (action, container id,
 
 
 def now_rfc3339() -> str:
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
 
 
@@ -75,6 +75,7 @@ class ContainerService:
         self._shims: dict[str, launch.Shim] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._stopping: set[str] = set()
+        self._exec_ids: dict[str, list[str]] = {}  # Docker's ExecIDs: execs not yet ended
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class ContainerService:
                         f"Multiple IDs found with provided prefix: {ref}")
         raise ContainerNotFound(f"No such container: {ref}")
 
-    def list(self) -> list[ContainerRecord]:
+    def all(self) -> list[ContainerRecord]:
         return sorted(self._db.all(), key=lambda r: r.created, reverse=True)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
@@ -235,6 +236,7 @@ class ContainerService:
                              finished_at=exit_state.exited_at or now_rfc3339())
             record = self._save(replace(record, status=status))
         self._monitors.pop(container_id, None)
+        self._exec_ids.pop(container_id, None)
         self._on_event("die", container_id, {"exitCode": str(exit_state.exit_code),
                                              "name": record.name})
         for fut in self._exit_waiters.pop(container_id, []):
@@ -340,6 +342,28 @@ class ContainerService:
             return ExitInfo(record.status.exit_code)
         return await self._exit_future(record.id)
 
+    # -- exec (berth.engine.execs) -----------------------------------------------------------
+
+    def running_shim(self, ref: str) -> tuple[ContainerRecord, launch.Shim]:
+        """The shim of a running container, for exec; Docker's 409s otherwise."""
+        record = self.get(ref)
+        if record.status.state == ContainerState.PAUSED:
+            raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
+        shim = self._shims.get(record.id)
+        if record.status.state != ContainerState.RUNNING or shim is None:
+            raise Conflict(f"Container {record.id} is not running")
+        return record, shim
+
+    def note_exec(self, container_id: str, exec_id: str, active: bool) -> None:
+        ids = self._exec_ids.setdefault(container_id, [])
+        if active and exec_id not in ids:
+            ids.append(exec_id)
+        elif not active and exec_id in ids:
+            ids.remove(exec_id)
+
+    def exec_ids(self, container_id: str) -> list[str]:
+        return list(self._exec_ids.get(container_id, ()))
+
     # -- attach and resize ------------------------------------------------------------------
 
     async def shim_for_attach(self, ref: str) -> tuple[ContainerRecord, launch.Shim]:
@@ -400,7 +424,7 @@ class ContainerService:
 
     async def prune(self) -> list[str]:
         deleted = []
-        for record in self.list():
+        for record in self.all():
             if record.status.state in (ContainerState.EXITED, ContainerState.CREATED,
                                        ContainerState.DEAD):
                 await self._remove_now(record.id)

@@ -10,10 +10,17 @@ import asyncio
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from berth.errors import BerthError
 from berth.runtime.shim.client import AsyncShimClient, start_shim_async
-from berth.runtime.shim.protocol import EXIT_FILE_NAME, ExitStatus, ShimConfig, load_exit_file
+from berth.runtime.shim.protocol import (
+    EXIT_FILE_NAME,
+    ExecState,
+    ExitStatus,
+    ShimConfig,
+    load_exit_file,
+)
 
 ExitState = ExitStatus
 
@@ -88,6 +95,18 @@ class Shim:
     async def attach(self, *, stdin: bool, stdout: bool, stderr: bool
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await self._client.attach(stdin=stdin, stdout=stdout, stderr=stderr)
+
+    async def exec(self, exec_id: str, process: dict[str, Any], *, tty: bool, stdin: bool,
+                   stdout: bool, stderr: bool, detach: bool
+                   ) -> tuple[int, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]:
+        return await self._client.exec(exec_id, process, tty=tty, stdin=stdin, stdout=stdout,
+                                       stderr=stderr, detach=detach)
+
+    async def exec_state(self, exec_id: str) -> ExecState:
+        return await self._client.exec_state(exec_id)
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        await self._client.exec_resize(exec_id, height, width)
 
     async def close(self) -> None:
         """Forget the shim; it exits by itself after the container did."""

@@ -70,7 +70,7 @@ class ContainerRoutes:
     def _routes(self) -> list[tuple[str, str, Any]]:
         return [
             ("POST", "/containers/create", self.create),
-            ("GET", "/containers/json", self.list),
+            ("GET", "/containers/json", self.list_containers),
             ("POST", "/containers/prune", self.prune),
             ("GET", "/containers/{id}/json", self.inspect),
             ("POST", "/containers/{id}/start", self.start),
@@ -110,11 +110,11 @@ class ContainerRoutes:
                                    self._extras(record))
         return web.json_response(data)
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def list_containers(self, request: web.Request) -> web.Response:
         show_all = _flag(request, "all")
         limit = _int_query(request, "limit") or -1
         filters = _filters(request)
-        records = self.service.list()
+        records = self.service.all()
         if limit > 0 or filters.get("status") or filters.get("exited"):
             show_all = True
         if not show_all:
