@@ -1,0 +1,159 @@
+"""Images through the CLI and a real berthd: load, list, inspect, save, rmi, history, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def _oci_config(layout: Path) -> tuple[str, dict]:
+    """The config digest and config document umoci wrote into an OCI layout."""
+    index = json.loads((layout / "index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs" / "sha256" / manifest_digest.split(":")[1])
+                          .read_bytes())
+    config_digest = manifest["config"]["digest"]
+    config = json.loads((layout / "blobs" / "sha256" / config_digest.split(":")[1]).read_bytes())
+    return config_digest, config
+
+
+def _tree(root: Path) -> list[str]:
+    """A listing of the data root that changes whenever the store changes."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ("containers", "tmp")]
+        for name in filenames:
+            if name.startswith("berth.db") or name == "berthd.lock":
+                continue
+            p = Path(dirpath) / name
+            out.append(f"{p.relative_to(root)} {p.stat().st_size}")
+    return sorted(out)
+
+
+def test_load_lists_image_with_config_digest_as_id(daemon, test_images):
+    config_digest, config = _oci_config(test_images.busybox_oci_dir)
+    rows = daemon.out("images").splitlines()
+    assert rows[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    busybox = [r for r in rows if r.startswith("busybox ")]
+    assert busybox and busybox[0].split()[:3] == ["busybox", "latest", config_digest[7:19]]
+    assert daemon.out("image", "inspect", "-f", "{{.Id}}", "busybox").strip() == config_digest
+    layers = json.loads(daemon.out("image", "inspect", "-f", "{{json .RootFS.Layers}}",
+                                   "busybox"))
+    assert layers == config["rootfs"]["diff_ids"]
+
+
+def test_oci_layout_tarball_loads_with_the_same_id(fresh_daemon, test_images):
+    config_digest, _ = _oci_config(test_images.busybox_oci_dir)
+    out = fresh_daemon.out("load", "-i", str(test_images.busybox_oci_tar))
+    assert out.startswith("Loaded image")
+    ids = fresh_daemon.out("images", "-q", "--no-trunc").split()
+    assert ids == [config_digest]
+
+
+def test_save_rmi_load_keeps_the_id(daemon, tmp_path):
+    daemon.out("tag", "busybox", "roundtrip:1")
+    before = daemon.out("image", "inspect", "-f", "{{.Id}}", "roundtrip:1").strip()
+    saved = tmp_path / "x.tar"
+    daemon.out("save", "-o", str(saved), "roundtrip:1")
+    out = daemon.out("rmi", "roundtrip:1")
+    assert out == "Untagged: roundtrip:1\n"  # busybox still holds the image
+    assert daemon.out("load", "-i", str(saved)) == "Loaded image: roundtrip:1\n"
+    assert daemon.out("image", "inspect", "-f", "{{.Id}}", "roundtrip:1").strip() == before
+    daemon.out("rmi", "roundtrip:1")
+
+
+def test_layered_image_runs_and_history_matches_layers(daemon, test_images):
+    daemon.out("load", "-i", str(test_images.layered_docker_tar))
+    try:
+        history = daemon.out("history", "-q", "layered")
+        assert history.splitlines()[0] == daemon.out(
+            "image", "inspect", "-f", "{{.Id}}", "layered").strip()[7:19]
+        proc = daemon.cli("run", "--rm", "layered", "ls", "/etc/hostname")
+        assert proc.returncode == 1  # deleted by a whiteout in an upper layer
+    finally:
+        daemon.cli("rmi", "layered")
+
+
+@pytest.mark.parametrize("content", [b"not a tar at all", b"\x1f\x8b\x08\x00broken gzip"])
+def test_corrupt_archives_fail_cleanly_and_change_nothing(daemon, tmp_path, content):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(content)
+    before = _tree(daemon.data_root)
+    proc = daemon.cli("load", "-i", str(bad))
+    assert proc.returncode != 0
+    assert proc.stderr.strip(), "a clear error on stderr"
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+    assert _tree(daemon.data_root) == before
+
+
+def test_unknown_image_errors(daemon):
+    proc = daemon.cli("image", "inspect", "nosuchimage")
+    assert proc.returncode == 1
+    assert b"No such image: nosuchimage" in proc.stderr
+    proc = daemon.cli("rmi", "nosuchimage")
+    assert proc.returncode == 1
+    assert b"No such image: nosuchimage" in proc.stderr
+
+
+def test_import_with_changes(daemon, test_images, tmp_path):
+    rootfs = tmp_path / "rootfs.tar"
+    busybox = Path(shutil.which("busybox") or "/bin/busybox")
+    tree = tmp_path / "tree" / "bin"
+    tree.mkdir(parents=True)
+    shutil.copy(busybox, tree / "busybox")
+    (tree / "sh").symlink_to("busybox")
+    (tree / "echo").symlink_to("busybox")
+    subprocess.run(["tar", "-C", str(tmp_path / "tree"), "-cf", str(rootfs), "."], check=True)
+    out = daemon.out("import", "-c", 'CMD ["echo", "imported"]', "-c", "ENV A=b",
+                     str(rootfs), "imp:1")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", out)
+    try:
+        assert daemon.out("run", "--rm", "imp:1") == "imported\n"
+        assert daemon.out("run", "--rm", "imp:1", "sh", "-c", "echo $A") == "b\n"
+    finally:
+        daemon.cli("rmi", "imp:1")
+
+
+def _docker_daemon_answers() -> bool:
+    docker = shutil.which("docker")
+    if not docker:
+        return False
+    env = dict(os.environ)
+    env.pop("DOCKER_HOST", None)
+    proc = subprocess.run([docker, "version", "-f", "{{.Server.Version}}"], capture_output=True,
+                          env=env, timeout=20)
+    return proc.returncode == 0
+
+
+@pytest.mark.skipif(not _docker_daemon_answers(),
+                    reason="no real dockerd answers here (../shared/tools/anchors-setup.sh)")
+def test_images_move_between_berth_and_real_docker(daemon, tmp_path):
+    env = dict(os.environ)
+    env.pop("DOCKER_HOST", None)
+    saved = tmp_path / "from-berth.tar"
+    daemon.out("tag", "busybox", "berth-export:1")
+    daemon.out("save", "-o", str(saved), "berth-export:1")
+    subprocess.run(["docker", "load", "-i", str(saved)], check=True, env=env)
+    try:
+        run = subprocess.run(["docker", "run", "--rm", "berth-export:1", "echo", "ok"],
+                             capture_output=True, env=env, timeout=60)
+        assert run.stdout == b"ok\n"
+        theirs = tmp_path / "from-docker.tar"
+        subprocess.run(["docker", "save", "-o", str(theirs), "berth-export:1"], check=True,
+                       env=env)
+        docker_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}",
+                                    "berth-export:1"], capture_output=True, text=True,
+                                   env=env).stdout.strip()
+        daemon.out("rmi", "berth-export:1")
+        daemon.out("load", "-i", str(theirs))
+        assert daemon.out("image", "inspect", "-f", "{{.Id}}",
+                          "berth-export:1").strip() == docker_id
+    finally:
+        subprocess.run(["docker", "rmi", "berth-export:1"], capture_output=True, env=env)
+        daemon.cli("rmi", "berth-export:1")
