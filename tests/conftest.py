@@ -96,13 +96,11 @@ def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
             try:
                 import socket as s
 
-                c = s.socket(s.AF_UNIX)
-                c.connect(str(sock))
-                c.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-                if c.recv(100).startswith(b"HTTP/1."):
-                    c.close()
-                    return proc
-                c.close()
+                with s.socket(s.AF_UNIX) as c:  # closed also when connect fails
+                    c.connect(str(sock))
+                    c.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                    if c.recv(100).startswith(b"HTTP/1."):
+                        return proc
             except OSError:
                 pass
         time.sleep(0.05)

@@ -151,10 +151,42 @@ def build_app(engine: Engine) -> web.Application:
 
     route_sets: list[RouteSet] = [
         SystemRoutes(engine.config, engine.images, engine.containers, engine.id),
-        ImageRoutes(engine.images),
+        ImageRoutes(engine.images,
+                    engine.registries.puller if engine.registries else None,
+                    engine.registries.pusher if engine.registries else None),
     ]
+    if engine.registries is not None:
+        from berth.api.routes.registry import RegistryRoutes
+
+        route_sets.append(RegistryRoutes(engine.registries.client))
     if engine.containers is not None:
         route_sets.append(ContainerRoutes(engine.containers, engine.images))
+    if engine.execs is not None:
+        from berth.api.routes.execs import ExecRoutes
+
+        route_sets.append(ExecRoutes(engine.execs))
+    if engine.events is not None:
+        from berth.api.routes.events import EventRoutes
+
+        route_sets.append(EventRoutes(engine.events))
+    if engine.containers is not None:
+        from berth.api.routes.stats import StatsRoutes
+
+        route_sets.append(StatsRoutes(engine.containers, engine.images))
+    if engine.networks is not None and engine.containers is not None:
+        from berth.api.routes.networks import NetworkRoutes
+
+        route_sets.append(NetworkRoutes(engine.networks, engine.containers))
+    if engine.builds is not None:
+        from berth.api.routes.build import BuildRoutes
+
+        route_sets.append(BuildRoutes(engine.builds))
+    if engine.volumes is not None:
+        from berth.api.routes.volumes import ArchiveRoutes, VolumeRoutes
+
+        route_sets.append(VolumeRoutes(engine.volumes))
+        if engine.archives is not None:
+            route_sets.append(ArchiveRoutes(engine.archives))
     return make_app(route_sets)
 
 

@@ -107,6 +107,8 @@ async def read_json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as err:
         raise InvalidArgument(f"invalid JSON: {err.msg}") from err
+    except RecursionError as err:  # absurdly deep nesting
+        raise InvalidArgument("invalid JSON: nested too deeply") from err
 
 
 # -- JSON message streams -----------------------------------------------------------------------

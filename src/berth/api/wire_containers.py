@@ -21,6 +21,7 @@ from berth.engine.model import (
     RestartPolicy,
     Ulimit,
 )
+from berth.api.wire_volumes import parse_mounts, render_mount_requests
 from berth.errors import InvalidArgument
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -88,7 +89,17 @@ def _keys(value: Any) -> tuple[str, ...]:
 
 
 def parse_create_body(body: Any) -> tuple[ContainerConfig, HostConfig]:
-    """The body of ``POST /containers/create``."""
+    """The body of ``POST /containers/create``; any shape it does not expect is a 400."""
+    try:
+        return _parse_create_body(body)
+    except InvalidArgument:
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError) as err:
+        # A field of the wrong JSON type deep inside (found by tests/hostile fuzzing).
+        raise InvalidArgument(f"invalid container config: {type(err).__name__}: {err}") from err
+
+
+def _parse_create_body(body: Any) -> tuple[ContainerConfig, HostConfig]:
     if not isinstance(body, dict):
         raise InvalidArgument("config cannot be empty in order to create a container")
     image = _str(body.get("Image"), "Config.Image")
@@ -128,7 +139,8 @@ def parse_create_body(body: Any) -> tuple[ContainerConfig, HostConfig]:
         network_disabled=_bool(body.get("NetworkDisabled"), "Config.NetworkDisabled"),
         mac_address=_str(body.get("MacAddress"), "Config.MacAddress"),
     )
-    return config, parse_host_config(body.get("HostConfig") or {})
+    hc = body.get("HostConfig")
+    return config, parse_host_config({} if hc is None else hc)
 
 
 def parse_host_config(hc: Any) -> HostConfig:
@@ -202,6 +214,7 @@ def parse_host_config(hc: Any) -> HostConfig:
         log_config=_map((hc.get("LogConfig") or {}).get("Config"), "LogConfig.Config"),
         console_size=(int(console[0] or 0), int(console[1] or 0)),
         volumes_from=_strs(hc.get("VolumesFrom"), "HostConfig.VolumesFrom"),
+        mounts=parse_mounts(hc.get("Mounts")),
     )
 
 
@@ -273,6 +286,7 @@ def render_host_config(h: HostConfig, masked: list[str], readonly: list[str]) ->
         "MaskedPaths": masked, "ReadonlyPaths": readonly,
         **({"Init": h.init} if h.init is not None else {}),
         **({"Tmpfs": dict(h.tmpfs)} if h.tmpfs else {}),
+        **({"Mounts": render_mount_requests(h.mounts)} if h.mounts else {}),
         **({"Sysctls": dict(h.sysctls)} if h.sysctls else {}),
     }
 

@@ -13,8 +13,12 @@ them, including the Dockerfile and ``.dockerignore`` themselves when the pattern
 
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
+import io
 import logging
+import lzma
 import os
 import posixpath
 import shutil
@@ -23,7 +27,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from berth.build.dockerignore import DockerIgnore
 from berth.errors import InvalidArgument, NotFound, UnsafeArchive
@@ -86,12 +90,55 @@ def _remove_entry(dir_fd: int, name: str) -> None:
     os.unlink(name, dir_fd=dir_fd)
 
 
+class _Completed(io.RawIOBase):
+    """The tar stream, completed at its end: the docker CLI sends a context whose last member
+    lacks its padding and the end-of-archive blocks (Go's reader accepts that), so pad it."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        super().__init__()
+        self._source = source
+        self._count = 0
+        self._tail: bytes | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._tail is None:
+            data = self._source.read(len(view))
+            if data:
+                self._count += len(data)
+                view[: len(data)] = data
+                return len(data)
+            self._tail = bytes(-self._count % 512 + 1024)
+        n = min(len(view), len(self._tail))
+        view[:n] = self._tail[:n]
+        self._tail = self._tail[n:]
+        return n
+
+
+def _decompressed(stream: BinaryIO) -> BinaryIO:
+    """The context as an uncompressed tar stream (gzip, bzip2 and xz contexts are allowed)."""
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(
+        cast(Any, stream))
+    head = buffered.peek(6)[:6]
+    if head.startswith(b"\x1f\x8b"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=buffered))
+    if head.startswith(b"BZh"):
+        return cast(BinaryIO, bz2.BZ2File(buffered))
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return cast(BinaryIO, lzma.LZMAFile(buffered))
+    return cast(BinaryIO, buffered)
+
+
 def extract_context(stream: BinaryIO, dest: Path) -> None:
     """Unpack the context tar (plain or compressed) from ``stream`` into the directory ``dest``."""
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     dir_times: list[tuple[str, int]] = []
+    source = cast(BinaryIO, io.BufferedReader(_Completed(_decompressed(stream)), 1 << 20))
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=source, mode="r|") as tar:
             for member in tar:
                 rel = clean_context_path(member.name)
                 if not rel:
@@ -99,7 +146,10 @@ def extract_context(stream: BinaryIO, dest: Path) -> None:
                 _extract_member(tar, member, rel, root_fd)
                 if member.isdir():
                     dir_times.append((rel, int(member.mtime)))
-    except tarfile.TarError as err:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as err:
+        if isinstance(err, OSError) and not isinstance(err, gzip.BadGzipFile) and \
+                err.errno is not None:
+            raise
         raise InvalidArgument(f"failed to read the build context: {err}") from err
     finally:
         os.close(root_fd)

@@ -134,8 +134,10 @@ def parse_port_spec(spec: str) -> list[tuple[str, str, str]]:
     ctr_range = _port_range(ctr, spec)
     if host:
         host_range = _port_range(host, spec)
-        if len(host_range) != len(ctr_range) and len(host_range) != 1:
-            raise ValueError(f"invalid ranges specified for container and host Ports: {spec}")
+        if len(host_range) != len(ctr_range) and len(ctr_range) != 1:
+            # a host range with one container port is where a free host port is picked
+            raise ValueError(f"invalid ranges specified for container and host Ports: {ctr} "
+                             f"and {host}")
     else:
         host_range = []
     out = []
@@ -145,7 +147,7 @@ def parse_port_spec(spec: str) -> list[tuple[str, str, str]]:
         elif len(host_range) == len(ctr_range):
             hp = str(host_range[i])
         else:
-            hp = f"{host_range[0]}" if len(ctr_range) == 1 else f"{host}"
+            hp = host
         out.append((f"{port}/{proto}", ip, hp))
     return out
 
@@ -341,7 +343,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
         "GroupAdd": opts["group_add"] or None, "IpcMode": opts["ipc"], "Cgroup": "",
         "Links": None, "OomScoreAdj": 0, "PidMode": opts["pid"],
         "Privileged": opts["privileged"], "PublishAllPorts": opts["publish_all"],
-        "ReadonlyRootfs": opts["read_only"], "SecurityOpt": opts["security_opt"] or None,
+        "ReadonlyRootfs": opts["read_only"],
+        "SecurityOpt": security_opts(opts["security_opt"], read_file, bad) or None,
     }
     if tmpfs:
         host["Tmpfs"] = tmpfs
@@ -388,3 +391,26 @@ def _read(read_file: Callable[[str], str] | None, path: str) -> str:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     return read_file(path)
+
+
+def security_opts(values: list[str], read_file: Callable[[str], str] | None,
+                  bad: Callable[[str], UsageError]) -> list[str]:
+    """Docker's CLI sends a seccomp profile's contents, not its path (the daemon may be remote)."""
+    out = []
+    for opt in values:
+        key, sep, value = opt.partition("=")
+        if key == "seccomp" and sep and value not in ("unconfined", "builtin"):
+            import json
+
+            try:
+                text = _read(read_file, value)
+            except OSError as err:
+                raise bad(f"opening seccomp profile ({value}) failed: open {value}: "
+                          f"{(err.strerror or str(err)).lower()}") from None
+            try:
+                text = json.dumps(json.loads(text), separators=(",", ":"))
+            except ValueError as err:
+                raise bad(f"compacting json for seccomp profile ({value}) failed: {err}") from None
+            opt = f"seccomp={text}"
+        out.append(opt)
+    return out

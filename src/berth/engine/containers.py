@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import launch
+from berth.engine import hardening, launch
 from berth.engine.db import ContainerDB
 from berth.engine.model import (
     ContainerConfig,
@@ -29,6 +29,7 @@ from berth.engine.model import (
     validate_name,
 )
 from berth.engine.names import random_name
+from berth.engine.trash import Trash
 from berth.errors import (
     AlreadyExists,
     BerthError,
@@ -38,6 +39,7 @@ from berth.errors import (
     NotModified,
     RuntimeFailure,
 )
+from berth.runtime.shim.forkserver import ForkServer
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,15 @@ class ExitInfo:
 class ContainerService:
     def __init__(self, data_root: Path, exec_root: Path, db: ContainerDB, images: Any,
                  layers: Any, runtimes: dict[str, str], default_runtime: str,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, forkserver: ForkServer | None = None,
+                 networks: Any = None, mounts: Any = None) -> None:
+        self.networks = networks  # engine.networks.NetworkService; None: no networking
+        self.mounts = mounts  # engine.mounts.MountManager; None: no volumes or binds
         self._root = data_root / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
+        self._forkserver = forkserver  # forks shims; None: each shim is a new interpreter
+        self._trash = Trash(data_root / "trash")  # removed container dirs, deleted later
+        self._trash.empty()  # what a crash left there
         self._exec_root = exec_root
         self._db = db
         self._images = images
@@ -115,7 +123,8 @@ class ContainerService:
     # -- create -----------------------------------------------------------------------------
 
     async def create(self, name: str | None, config: ContainerConfig,
-                     host: HostConfig) -> ContainerRecord:
+                     host: HostConfig, endpoints: dict[str, Any] | None = None
+                     ) -> ContainerRecord:
         if name:
             name = validate_name(name)
             if existing := self._db.by_name(name):
@@ -128,6 +137,7 @@ class ContainerService:
         runtime = host.runtime or self._default_runtime
         if runtime not in self._runtimes:
             raise InvalidArgument(f"Unknown runtime specified {runtime}")
+        hardening.validate_host_config(host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
         if not merged.argv:
@@ -140,12 +150,18 @@ class ContainerService:
         record = ContainerRecord(
             id=container_id, name=name, created=now_rfc3339(), image_id=image.id,
             config=merged, host_config=replace(host, runtime=runtime), runtime=runtime)
+        if self.networks is not None:
+            self.networks.on_create(record, endpoints)
         cdir = self.container_dir(container_id)
         cdir.mkdir(mode=0o710)
         try:
+            if self.mounts is not None:  # volumes are created with the container, as Docker
+                await asyncio.to_thread(self.mounts.prepare, record, self.get)
             await asyncio.to_thread(launch.write_network_files, cdir, record)
             self._db.insert(record)
         except BaseException:
+            if self.mounts is not None:
+                await asyncio.to_thread(self.mounts.release, record, True)
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         self._on_event("create", container_id, {"name": name, "image": config.image})
@@ -175,15 +191,25 @@ class ContainerService:
                 if not record.host_config.auto_remove:
                     raise
                 failure = err
-        await self._remove_now(record.id)  # outside the lock: removal takes it
+        await self._remove_now(record.id, volumes=True)  # outside the lock: removal takes it
         raise failure
 
     async def _start_locked(self, record: ContainerRecord) -> None:
         cdir = self.container_dir(record.id)
         try:
-            shim = await launch.start_container(
-                record, cdir, self._exec_root, self._images, self._layers,
-                self._runtimes[record.runtime], self.log_path(record.id))
+            netns = ""
+            if self.networks is not None:
+                netns = await self.networks.setup(record, cdir, self.get)
+            try:
+                shim = await launch.start_container(
+                    record, cdir, self._exec_root, self._images, self._layers,
+                    self._runtimes[record.runtime], self.log_path(record.id),
+                    forkserver=self._forkserver, netns=netns,
+                    mounts_for=self.mounts.spec_mounts if self.mounts is not None else None)
+            except BaseException:
+                if self.networks is not None:
+                    await self.networks.teardown(record.id)
+                raise
         except BerthError as err:
             code = err.exit_code if isinstance(err, RuntimeFailure) else 125
             await self._start_failed(record, err, code)
@@ -197,7 +223,7 @@ class ContainerService:
         try:
             pid = await shim.start()
         except BerthError as err:
-            await launch.teardown_after_exit(record, cdir, self._exec_root)
+            await self._teardown(record, cdir)
             self._shims.pop(record.id, None)
             await self._start_failed(record, err, getattr(err, "exit_code", 125))
             raise
@@ -205,6 +231,11 @@ class ContainerService:
         self._save(replace(record, status=status, has_been_started=True))
         self._on_event("start", record.id, {"name": record.name})
         self._watch(record.id, shim)
+
+    async def _teardown(self, record: ContainerRecord, cdir: Path) -> None:
+        await launch.teardown_after_exit(record, cdir, self._exec_root)
+        if self.networks is not None:
+            await self.networks.teardown(record.id)
 
     async def _start_failed(self, record: ContainerRecord, err: BerthError, code: int) -> None:
         """Docker keeps a container whose start failed in ``created`` with the would-be exit
@@ -229,7 +260,7 @@ class ContainerService:
             if record is None:
                 return
             cdir = self.container_dir(container_id)
-            await launch.teardown_after_exit(record, cdir, self._exec_root)
+            await self._teardown(record, cdir)
             self._shims.pop(container_id, None)
             status = replace(record.status, state=ContainerState.EXITED, pid=0,
                              exit_code=exit_state.exit_code, oom_killed=exit_state.oom_killed,
@@ -244,7 +275,7 @@ class ContainerService:
                 fut.set_result(ExitInfo(exit_state.exit_code))
         self._stopping.discard(container_id)
         if record.host_config.auto_remove:
-            await self._remove_now(container_id)
+            await self._remove_now(container_id, volumes=True)
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -399,20 +430,32 @@ class ContainerService:
                     f"You cannot remove a running container {record.id}. Stop the container "
                     "before attempting removal or force remove")
             waiter = self._exit_future(record.id)
-            await self.kill(record.id, "SIGKILL")
-            await waiter
+            try:
+                await self.kill(record.id, "SIGKILL")
+            except Conflict:
+                # it exited meanwhile: wait for its monitor unless that has settled it already
+                if self.get(record.id).is_running:
+                    await waiter
+            else:
+                await waiter
             if record.host_config.auto_remove:
                 return  # the exit monitor removes it
-        await self._remove_now(record.id)
+        await self._remove_now(record.id, volumes=volumes)
 
-    async def _remove_now(self, container_id: str) -> None:
+    async def _remove_now(self, container_id: str, volumes: bool = False) -> None:
         async with self._lock(container_id):
             record = self._db.get(container_id)
             if record is None:
                 return
             cdir = self.container_dir(container_id)
-            await asyncio.to_thread(launch.remove_container_files, cdir, self._exec_root)
+            await asyncio.to_thread(launch.remove_container_files, cdir, self._exec_root,
+                                    self._trash)
+            self._trash.empty_soon()
             self._db.delete(container_id)
+            if self.networks is not None:
+                self.networks.on_remove(container_id)
+            if self.mounts is not None:  # anonymous volumes go with rm -v and --rm
+                await asyncio.to_thread(self.mounts.release, record, volumes)
         self._locks.pop(container_id, None)
         for fut in self._pending_attach.pop(container_id, []):
             if not fut.done():
@@ -452,6 +495,8 @@ class ContainerService:
 
     async def restore(self) -> None:
         """Re-adopt running containers after a daemon restart; settle what died meanwhile."""
+        if self.networks is not None:
+            await self.networks.restore()
         for record in self._db.all():
             if not record.is_running:
                 continue
@@ -462,7 +507,7 @@ class ContainerService:
                 self._watch(record.id, shim)
                 continue
             exit_state = launch.read_exit(cdir)
-            await launch.teardown_after_exit(record, cdir, self._exec_root)
+            await self._teardown(record, cdir)
             status = replace(record.status, state=ContainerState.EXITED, pid=0,
                              exit_code=exit_state.exit_code if exit_state else 255,
                              oom_killed=exit_state.oom_killed if exit_state else False,
@@ -470,7 +515,7 @@ class ContainerService:
                              or now_rfc3339())
             self._save(replace(record, status=status))
             if record.host_config.auto_remove:
-                await self._remove_now(record.id)
+                await self._remove_now(record.id, volumes=True)
 
     async def close(self) -> None:
         """Stop watching (containers keep running under their shims)."""
@@ -484,6 +529,9 @@ class ContainerService:
         self._monitors.clear()
         for shim in self._shims.values():
             await shim.close()
+        await self._trash.close()
+        if self._forkserver is not None:
+            await asyncio.to_thread(self._forkserver.close)
 
     def counts(self) -> dict[str, int]:
         counts = {"running": 0, "paused": 0, "stopped": 0}

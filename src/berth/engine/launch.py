@@ -13,18 +13,24 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from berth.engine import hardening
 from berth.engine.container_files import process_env
 from berth.engine.model import ContainerRecord, ContainerState
 from berth.engine.shim import ExitState, Shim, read_exit
+from berth.engine.trash import Trash
 from berth.errors import BerthError, InvalidArgument, RuntimeFailure
 from berth.runtime import spec as runtime_spec
 from berth.runtime.users import resolve_user
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
 
 log = logging.getLogger(__name__)
+
+# (record, mounted rootfs) -> the container's own mounts (berth.engine.mounts.MountManager)
+MountsHook = Callable[[ContainerRecord, Path], list[runtime_spec.MountSpec]]
 
 __all__ = ["ExitState", "Shim", "read_exit", "start_container", "teardown_after_exit",
            "remove_container_files", "reconnect", "inspect_extras", "top",
@@ -54,23 +60,28 @@ def _resources(record: ContainerRecord) -> runtime_spec.Resources:
         pids_limit=h.pids_limit if h.pids_limit and h.pids_limit > 0 else None)
 
 
-def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path) -> runtime_spec.SpecInput:
+def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
+                     netns: str = "", extra_mounts: Sequence[runtime_spec.MountSpec] = ()
+                     ) -> runtime_spec.SpecInput:
     """Everything the runtime needs, from the record and the mounted rootfs."""
     c, h = record.config, record.host_config
     user = resolve_user(str(rootfs), c.user, h.group_add)
     mounts = [
-        runtime_spec.bind_mount(dest, str(cdir / name), readonly=False)
+        runtime_spec.bind_mount(str(cdir / name), dest, readonly=False)
         for dest, name in (("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname"),
                            ("/etc/hosts", "hosts"))
     ]
     for dest, opts in h.tmpfs.items():
         mounts.append(runtime_spec.tmpfs_mount(dest, tuple(o for o in opts.split(",") if o)))
-    network_mode = "host" if h.network_mode == "host" else "new"
+    mounts.extend(extra_mounts)  # volumes, binds, --mount (berth.engine.mounts)
+    mounts += hardening.init_mounts(record)  # --init
+    # netns: "host" or the namespace file the network service prepared; "" = a fresh one
+    network_mode = netns or ("host" if h.network_mode == "host" else "new")
     env = process_env(record)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home or '/'}")
     return runtime_spec.SpecInput(
-        root_path=str(rootfs), args=tuple(c.argv), env=tuple(env),
+        root_path=str(rootfs), args=hardening.init_args(record, tuple(c.argv)), env=tuple(env),
         cwd=c.working_dir or "/", uid=user.uid, gid=user.gid,
         additional_gids=user.additional_gids,
         hostname=c.hostname if h.uts_mode != "host" else "", tty=c.tty,
@@ -82,8 +93,10 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path) -> runti
         cap_add=h.cap_add, cap_drop=h.cap_drop, privileged=h.privileged,
         readonly_rootfs=h.readonly_rootfs, sysctls=dict(h.sysctls),
         rlimits=tuple(runtime_spec.Rlimit(u.name, u.soft, u.hard) for u in h.ulimits),
-        no_new_privileges="no-new-privileges" in h.security_opt
-        or "no-new-privileges:true" in h.security_opt,
+        no_new_privileges=hardening.no_new_privileges(h.security_opt),
+        seccomp=hardening.seccomp_for(record), devices=hardening.devices_for(record),
+        host_capabilities=hardening.host_capabilities(),
+        **hardening.system_paths(h.security_opt),
         oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size)
 
 
@@ -96,10 +109,13 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _prepare_bundle(record: ContainerRecord, cdir: Path, lowers: list[Path]) -> None:
-    rootfs = prepare_rootfs(lowers, cdir)
+def _prepare_bundle(record: ContainerRecord, cdir: Path, lowers: list[Path],
+                    netns: str = "", mounts_for: MountsHook | None = None) -> None:
+    # --rm: the writable layer dies with the container, so its unmount may skip the syncfs
+    rootfs = prepare_rootfs(lowers, cdir, volatile=record.host_config.auto_remove)
     try:
-        inp = build_spec_input(record, cdir, rootfs)
+        extra = mounts_for(record, rootfs) if mounts_for is not None else []
+        inp = build_spec_input(record, cdir, rootfs, netns, extra)
         _write_json_atomic(cdir / "config.json", runtime_spec.build_spec(inp))
     except BaseException:
         release_rootfs(cdir)
@@ -112,18 +128,20 @@ def shim_dir(exec_root: Path, container_id: str) -> Path:
 
 
 async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, images: Any,
-                          layers: Any, runtime: str, log_path: Path) -> Shim:
+                          layers: Any, runtime: str, log_path: Path,
+                          forkserver: Any = None, netns: str = "",
+                          mounts_for: MountsHook | None = None) -> Shim:
     """Mount, write the spec, start a shim that runs ``runtime create``. Nothing is left
     behind when any step fails."""
     chain = await asyncio.to_thread(images.layer_chain, record.image_id)
     lowers = layers.lower_dirs(chain[-1]) if chain else []
-    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers)
+    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers, netns, mounts_for)
     try:
         return await Shim.launch(
             container_id=record.id, bundle=cdir, runtime=runtime,
             runtime_root=exec_root / "runtime", state_dir=shim_dir(exec_root, record.id),
             log_path=log_path, tty=record.config.tty, stdin=record.config.open_stdin,
-            stdin_once=record.config.stdin_once)
+            stdin_once=record.config.stdin_once, forkserver=forkserver)
     except BaseException as err:
         await asyncio.to_thread(release_rootfs, cdir)
         if isinstance(err, BerthError) and not isinstance(err, RuntimeFailure):
@@ -138,10 +156,14 @@ async def teardown_after_exit(record: ContainerRecord, cdir: Path, exec_root: Pa
     shutil.rmtree(shim_dir(exec_root, record.id), ignore_errors=True)
 
 
-def remove_container_files(cdir: Path, exec_root: Path) -> None:
-    release_rootfs(cdir, remove=True)
+def remove_container_files(cdir: Path, exec_root: Path, trash: Trash | None = None) -> None:
+    """Unmount and remove; with a ``trash``, the directory is moved there to be deleted later."""
+    release_rootfs(cdir, remove=trash is None)
     shutil.rmtree(shim_dir(exec_root, cdir.name), ignore_errors=True)
-    shutil.rmtree(cdir, ignore_errors=True)
+    if trash is not None:
+        trash.discard(cdir)
+    else:
+        shutil.rmtree(cdir, ignore_errors=True)
 
 
 async def reconnect(record: ContainerRecord, cdir: Path, exec_root: Path) -> Shim | None:

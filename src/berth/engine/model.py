@@ -115,6 +115,24 @@ class Ulimit:
 
 
 @dataclass(frozen=True)
+class MountRequest:
+    """One entry of Docker's ``HostConfig.Mounts`` as the client gave it (resolved at create
+    by ``berth.engine.mounts``)."""
+
+    type: str = "volume"  # volume | bind | tmpfs
+    source: str = ""
+    target: str = ""
+    read_only: bool = False
+    no_copy: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    driver: str = ""
+    driver_options: dict[str, str] = field(default_factory=dict)
+    propagation: str = ""
+    tmpfs_size: int = 0
+    tmpfs_mode: int = 0
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """Docker's ``HostConfig``: how this host runs the container."""
 
@@ -160,6 +178,7 @@ class HostConfig:
     log_config: dict[str, str] = field(default_factory=dict)
     console_size: tuple[int, int] = (0, 0)
     volumes_from: tuple[str, ...] = ()
+    mounts: tuple[MountRequest, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.content.store import LocalContentStore
+from berth.engine.builder import BuildService
 from berth.engine.config import ENGINE_VERSION, DaemonConfig
+from berth.engine.container_archive import ArchiveService
 from berth.engine.containers import ContainerService
 from berth.engine.db import ContainerDB
+from berth.engine.events import ContainerEvents, EventBus
+from berth.engine.execs import ExecService
+from berth.engine.mounts import MountManager, MountTable
+from berth.engine.networks import NetworkService
+from berth.engine.registries import Registries, build_registries
+from berth.engine.shim import start_forkserver
+from berth.engine.volumes import VolumeService
 from berth.errors import Internal
 from berth.image.store import ImageStore
 from berth.snapshot.layers import LayerStore
+from berth.volume.local import LocalDriver
+from berth.volume.store import VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +50,24 @@ class Engine:
     images: ImageStore
     # Filled in as the services land (containers, volumes, networks): None = not wired yet.
     containers: ContainerService | None = None
+    events: EventBus | None = None
+    execs: ExecService | None = None
+    registries: Registries | None = None
+    networks: NetworkService | None = None
+    builds: BuildService | None = None
+    volumes: VolumeService | None = None
+    archives: ArchiveService | None = None
 
     async def close(self) -> None:
         """Release what the services hold open; containers keep running under their shims."""
+        if self.volumes is not None:
+            self.volumes.close()  # unmounts volumes with driver options
+        if self.execs is not None:
+            await self.execs.close()
         if self.containers is not None:
             await self.containers.close()
+        if self.networks is not None:
+            await self.networks.close()
         self.images.close()
 
 
@@ -57,11 +81,30 @@ def build_engine(config: DaemonConfig) -> Engine:
     layers = LayerStore(root / "layers")
     images = ImageStore(content, layers, root / "berth.db", docker_version=ENGINE_VERSION)
     config.exec_root.mkdir(parents=True, exist_ok=True)
+    events = EventBus()
+    container_events = ContainerEvents(events)
+    networks = NetworkService(root, config.exec_root)
+    mount_table = MountTable(root / "berth.db")
+    volumes = VolumeService(VolumeStore(root / "berth.db"), LocalDriver(root / "volumes"),
+                            mount_table,
+                            on_event=lambda action, name, attrs: events.publish(
+                                "volume", action, name, attrs))
+    mounts = MountManager(mount_table, volumes)
     containers = ContainerService(
         root, config.exec_root, ContainerDB(root / "berth.db"), images, layers,
         runtimes={name: resolve_runtime(entry.path) for name, entry in config.runtimes.items()},
-        default_runtime=config.default_runtime)
-    return Engine(config=config, id=load_engine_id(root), images=images, containers=containers)
+        default_runtime=config.default_runtime, on_event=container_events,
+        forkserver=start_forkserver(str(config.exec_root)),  # before asyncio and threads
+        networks=networks, mounts=mounts)
+    container_events.bind(containers.get)
+    execs = ExecService(containers, on_event=container_events)
+    container_events.on_action(
+        lambda action, cid: execs.forget_container(cid) if action == "destroy" else None)
+    return Engine(config=config, id=load_engine_id(root), images=images, containers=containers,
+                  events=events, execs=execs,
+                  registries=build_registries(config, images, content), networks=networks,
+                  builds=BuildService(images, containers, layers, root),
+                  volumes=volumes, archives=ArchiveService(containers, mounts, images, layers))
 
 
 def resolve_runtime(path: str) -> str:

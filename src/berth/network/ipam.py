@@ -58,7 +58,7 @@ def pick_subnet(taken: Iterable[IPv4Network],
 def check_overlap(subnet: IPv4Network, taken: Iterable[IPv4Network]) -> None:
     for other in taken:
         if subnet.overlaps(other):
-            raise Conflict(f"Pool overlaps with other one on this address space")
+            raise Conflict("Pool overlaps with other one on this address space")
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def allocate(pool: Pool, wanted: str = "") -> tuple[Pool, str]:
         if addr not in net:
             raise InvalidArgument(f"no configured subnet contains IP address {wanted}")
         if str(addr) in pool.allocated or str(addr) == pool.gateway:
-            raise Conflict(f"Address already in use")
+            raise Conflict("Address already in use")
         return replace(pool, allocated=pool.allocated | {str(addr)}), str(addr)
     for host in net.hosts():
         text = str(host)

@@ -9,8 +9,8 @@ import os
 import socket
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from berth.errors import Internal
 from berth.network.netns import netns_socket, open_netns

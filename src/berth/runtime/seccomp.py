@@ -158,7 +158,7 @@ def to_oci(
     if profile.get("architectures"):
         arches = list(profile["architectures"])
     for entry in profile.get("archMap") or []:
-        if entry.get("architecture") == native:
+        if native is not None and entry.get("architecture") == native:
             arches = [native, *(entry.get("subArchitectures") or [])]
     if arches:
         out["architectures"] = arches

@@ -101,7 +101,7 @@ def action_value(action: str, errno_ret: int | None, default_errno: int = errno.
         case "SCMP_ACT_LOG":
             return RET_LOG
         case "SCMP_ACT_NOTIFY":
-            raise InvalidArgument("seccomp action SCMP_ACT_NOTIFY is not supported by berth-runtime")
+            raise InvalidArgument("SCMP_ACT_NOTIFY is not supported by berth-runtime")
     raise InvalidArgument(f"invalid seccomp action {action!r}")
 
 
@@ -237,7 +237,8 @@ def compile_filter(seccomp: Mapping[str, Any]) -> list[tuple[int, int, int, int]
         items.append("not_x86_64")
         sections += ["x86_64", Insn(LD_ABS, OFF_NR),
                      Insn(JGE, X32_SYSCALL_BIT, None, "native64"),
-                     Insn(JA, target="x32" if "SCMP_ARCH_X32" in arches else "kill"),
+                     Insn(JA, target="x32") if "SCMP_ARCH_X32" in arches
+                     else Insn(RET, RET_KILL_PROCESS),
                      "native64"]
         if "SCMP_ARCH_X86_64" in arches:
             sections += _arch_section(seccomp, "SCMP_ARCH_X86_64", default, default_errno, labels)

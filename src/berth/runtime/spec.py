@@ -519,7 +519,7 @@ def build_process(inp: SpecInput) -> dict[str, Any]:
 
 def _sysctls(inp: SpecInput) -> dict[str, str]:
     out: dict[str, str] = {}
-    if inp.network_mode in ("new", "none"):
+    if inp.network_mode != "host":  # a path: the namespace berthd made for the container
         # Docker's defaults for a container with its own network namespace.
         out["net.ipv4.ping_group_range"] = "0 2147483647"
         out["net.ipv4.ip_unprivileged_port_start"] = "0"

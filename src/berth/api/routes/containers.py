@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from berth.api import wire_containers as wire
+from berth.api import wire_networks
 from berth.api.streams import encode_frame
 from berth.engine.containers import ContainerService
 from berth.engine.logs import LogQuery, follow_logs, parse_since, read_logs
@@ -93,21 +94,30 @@ class ContainerRoutes:
     async def create(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
             raise InvalidArgument(f"invalid JSON body: {err}") from err
         config, host = wire.parse_create_body(body)
-        record = await self.service.create(request.query.get("name"), config, host)
+        record = await self.service.create(request.query.get("name"), config, host,
+                                           wire_networks.parse_endpoints(body))
         return web.json_response({"Id": record.id, "Warnings": []}, status=201)
 
     def _extras(self, record: ContainerRecord) -> dict[str, Any]:
         from berth.engine import launch
 
-        return launch.inspect_extras(record, self.service.container_dir(record.id))
+        extras = launch.inspect_extras(record, self.service.container_dir(record.id))
+        if self.service.networks is not None:
+            extras.update(wire_networks.container_extras(self.service.networks.view(record)))
+        if self.service.mounts is not None:
+            from berth.api.wire_volumes import render_mount
+
+            extras["Mounts"] = [render_mount(m) for m in self.service.mounts.mounts(record.id)]
+        return extras
 
     async def inspect(self, request: web.Request) -> web.Response:
         record = self.service.get(request.match_info["id"])
-        data = wire.render_inspect(record, self.service.container_dir(record.id),
-                                   self._extras(record))
+        extras = self._extras(record)
+        extras["ExecIDs"] = self.service.exec_ids(record.id) or None
+        data = wire.render_inspect(record, self.service.container_dir(record.id), extras)
         return web.json_response(data)
 
     async def list_containers(self, request: web.Request) -> web.Response:

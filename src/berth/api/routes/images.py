@@ -81,13 +81,22 @@ class ImagePuller(Protocol):
     Raises before the first progress message when the image cannot be found, so the client
     gets a plain error status, as from dockerd."""
 
-    def pull(self, ref: str, auth: str | None, progress: Progress) -> None: ...
+    def pull(self, ref: str, auth: str | None, progress: Progress,
+             platform: str | None = None) -> None: ...
+
+
+class ImagePusher(Protocol):
+    """Pushes ``name:tag`` (every tag of ``name`` when tag is None) with progress messages."""
+
+    def push(self, name: str, tag: str | None, auth: str | None, progress: Progress) -> None: ...
 
 
 class ImageRoutes:
-    def __init__(self, images: ImageBackend, puller: ImagePuller | None = None) -> None:
+    def __init__(self, images: ImageBackend, puller: ImagePuller | None = None,
+                 pusher: ImagePusher | None = None) -> None:
         self._images = images
         self._puller = puller
+        self._pusher = pusher
 
     def register(self, router: ApiRouter) -> None:
         # Fixed paths first: aiohttp tries routes in the order they were added.
@@ -219,7 +228,14 @@ class ImageRoutes:
         return deleted, reclaimed
 
     async def push(self, request: web.Request) -> web.StreamResponse:
-        raise NotImplementedByBerth("pushing images is not implemented yet in berth")
+        if self._pusher is None:
+            raise NotImplementedByBerth("pushing images is not implemented yet in berth")
+        pusher = self._pusher
+        name = request.match_info["name"]
+        tag = request.query.get("tag") or None
+        auth = request.headers.get("X-Registry-Auth")
+        return await self._progress_stream(
+            request, lambda progress: pusher.push(name, tag, auth, progress))
 
     # -- archives -------------------------------------------------------------------------------
 
@@ -297,6 +313,14 @@ class ImageRoutes:
         ref = image if not tag or "@" in image else (
             f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}")
         auth = request.headers.get("X-Registry-Auth")
+        platform = request.query.get("platform") or None
+        return await self._progress_stream(
+            request, lambda progress: puller.pull(ref, auth, progress, platform))
+
+    async def _progress_stream(self, request: web.Request,
+                               work: Callable[[Progress], None]) -> web.StreamResponse:
+        """Run ``work`` in a thread, streaming its progress; an error before the first
+        message is a plain error status, after it a final error message, as from dockerd."""
         stream = JsonMessageStream(request)
         loop = asyncio.get_running_loop()
 
@@ -304,7 +328,7 @@ class ImageRoutes:
             asyncio.run_coroutine_threadsafe(stream.send(message), loop).result()
 
         try:
-            await run_blocking(request, puller.pull, ref, auth, progress)
+            await run_blocking(request, work, progress)
         except BerthError as err:
             if not stream.started:
                 raise

@@ -135,6 +135,13 @@ def tar_context(root: str, dockerfile_rel: str, extra: dict[str, bytes] | None =
         pass
     matcher = IgnoreMatcher(parse_dockerignore(ignore_text))
     keep = {dockerfile_rel, ".dockerignore"}
+    if extra:
+        # A Dockerfile from stdin or outside the context travels under a private name; list
+        # it in .dockerignore (as the docker CLI does) so that COPY cannot see it.
+        extra = dict(extra)
+        extra[".dockerignore"] = (ignore_text.rstrip("\n") + "\n" + "\n".join(
+            n for n in extra if n != ".dockerignore") + "\n").lstrip("\n").encode()
+        keep.discard(".dockerignore")
     out = tempfile.TemporaryFile()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirpath, dirnames, filenames in os.walk(root):
@@ -152,7 +159,7 @@ def tar_context(root: str, dockerfile_rel: str, extra: dict[str, bytes] | None =
             dirnames[:] = kept_dirs
             for name in sorted(filenames):
                 rel = f"{rel_dir}/{name}" if rel_dir else name
-                if matcher.excluded(rel) and rel not in keep:
+                if (matcher.excluded(rel) and rel not in keep) or rel in (extra or {}):
                     continue
                 _add(tar, os.path.join(dirpath, name), rel)
         for name, data in (extra or {}).items():

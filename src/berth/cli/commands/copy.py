@@ -113,6 +113,13 @@ def _tar_local(src: str, arcname: str, follow: bool) -> IO[bytes]:
 
 
 def _from_container(cli: Cli, name: str, src: str, dst: str, opts: dict[str, Any]) -> int:
+    rebase = ""
+    if opts["follow_link"]:
+        # -L: copy what a symlink points to, named as the link (Docker's GetRebaseName)
+        stat = _stat(cli, name, src)
+        if stat and int(stat.get("mode", 0)) & (1 << 27) and stat.get("linkTarget"):
+            rebase = os.path.basename(src.rstrip("/"))
+            src = str(stat["linkTarget"])
     try:
         resp = cli.client.request("GET", f"/containers/{name}/archive", {"path": src})
     except ApiError as exc:
@@ -134,7 +141,7 @@ def _from_container(cli: Cli, name: str, src: str, dst: str, opts: dict[str, Any
             spool.write(data)
         spool.seek(0)
         if os.path.isdir(dst):
-            target, rename = dst, None
+            target, rename = dst, rebase or None
         else:
             parent = os.path.dirname(os.path.abspath(dst))
             if not os.path.isdir(parent):
@@ -150,6 +157,31 @@ def _from_container(cli: Cli, name: str, src: str, dst: str, opts: dict[str, Any
                         m.name = rename + (sep + rest if sep else "")
             kwargs: dict[str, Any] = {}
             if hasattr(tarfile, "data_filter"):
-                kwargs["filter"] = "tar" if opts["archive"] else "data"
-            tar.extractall(target, members=members, **kwargs)
+                kwargs["filter"] = _extract_filter(bool(opts["archive"]))
+            tar.extractall(target, members=members, numeric_owner=True, **kwargs)
     return 0
+
+
+def _extract_filter(archive: bool) -> Any:
+    """Like ``cp -a`` (Docker's CLI): modes and links as they are, owners only with ``-a``;
+    nothing may land outside the destination, nor be written through a link the archive made.
+    """
+    import tarfile
+
+    def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        root = os.path.realpath(dest)
+        name = member.name.lstrip("/")
+        parent = os.path.realpath(os.path.join(root, os.path.dirname(name)))
+        if parent != root and not parent.startswith(root + os.sep):
+            raise tarfile.OutsideDestinationError(member, os.path.join(root, name))
+        if member.islnk():
+            link = os.path.realpath(os.path.join(root, member.linkname.lstrip("/")))
+            if link != root and not link.startswith(root + os.sep):
+                raise tarfile.LinkOutsideDestinationError(member, link)
+        # None = "leave as is" (tarfile's filter protocol; the stubs type it too narrowly)
+        keep: dict[str, Any] = {"uname": None, "gname": None}
+        if not archive:
+            keep.update(uid=None, gid=None)
+        return member.replace(name=name, deep=False, **keep)
+
+    return check

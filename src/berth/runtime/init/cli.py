@@ -148,7 +148,9 @@ def cmd_exec(root: str, args: Args) -> int:
             raise InvalidArgument(f"reading process {path}: {err}") from err
         if not isinstance(raw, dict):
             raise InvalidArgument(f"process {path} is not a JSON object")
-        process = parse_process(raw)
+        # The container's seccomp filter binds every process in it, as with runc.
+        container_spec = load_spec(load_state(root, cid).bundle)
+        process = parse_process(raw)._replace(seccomp=container_spec.process.seccomp)
     else:
         if len(args.positional) < 2:
             raise InvalidArgument("exec requires a process (--process) or a command")
@@ -233,7 +235,15 @@ def cmd_features(root: str, args: Args) -> int:
             "namespaces": sorted(n for n in NAMESPACE_FLAGS if n not in ("user", "time")),
             "capabilities": list(CAPABILITY_NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
+                            "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
+                            "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
+                              "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+            },
         },
     }
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")

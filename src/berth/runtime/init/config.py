@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from berth.errors import InvalidArgument, NotImplementedByBerth
 from berth.runtime.cgroups.resources import CgroupResources, DeviceRule
 from berth.runtime.init.capabilities import parse_capabilities
+from berth.runtime.init.seccomp import SeccompProgram, prepare
 from berth.runtime.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -91,6 +92,8 @@ class Process(NamedTuple):
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
+    # The container's linux.seccomp, carried by the process so exec gets the same filter.
+    seccomp: SeccompProgram | None = None
 
     def env_value(self, name: str) -> str | None:
         for item in self.env:
@@ -364,6 +367,7 @@ def parse_spec(raw: Any, bundle: str) -> Spec:
         raise InvalidArgument("process property must not be empty")
     process = parse_process(_obj(raw["process"], "process"))
     linux = parse_linux(_obj(raw.get("linux"), "linux"))
+    process = process._replace(seccomp=prepare(_obj(raw.get("linux"), "linux").get("seccomp")))
     mounts = []
     for item in _list(raw.get("mounts"), "mounts"):
         item = _obj(item, "mounts[]")

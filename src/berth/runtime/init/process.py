@@ -18,6 +18,7 @@ from berth.errors import BerthError
 from berth.runtime import syscalls as sc
 from berth.runtime.init import capabilities as caps
 from berth.runtime.init import rootfs
+from berth.runtime.init import seccomp as seccomp_filter
 from berth.runtime.init.config import Process, Spec
 from berth.runtime.init.messages import send_error, send_ready, wait_go
 from berth.runtime.syscalls import Syscalls
@@ -153,6 +154,11 @@ def become_process(
         except (OSError, ValueError) as err:
             raise BerthError(f"error setting rlimit type {limit.resource}: {err}") from err
 
+    # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have
+    # it (runc's order). Everything below must then be allowed by the profile (Docker's is).
+    if proc.seccomp is not None and not proc.no_new_privileges:
+        seccomp_filter.install(proc.seccomp)
+
     # Bounding set first: dropping needs CAP_SETPCAP, which the user switch may take away.
     top = caps.last_cap()
     spec_caps = proc.capabilities
@@ -197,6 +203,9 @@ def become_process(
     # `yes | head` must end by SIGPIPE in a container as anywhere else.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
+    # With no_new_privs the filter can wait until the last moment: only execve runs under it.
+    if proc.seccomp is not None and proc.no_new_privileges:
+        seccomp_filter.install(proc.seccomp)
     try:
         os.execve(path, list(proc.args), env)
     except OSError as err:

@@ -22,6 +22,7 @@ from typing import Any
 
 from berth import errors
 from berth.runtime.shim import protocol
+from berth.runtime.shim.forkserver import ForkServer
 from berth.runtime.shim.protocol import ExecState, ExitStatus, Request, ShimConfig, ShimState
 
 SHIM_CONFIG_NAME = "shim.json"
@@ -43,9 +44,17 @@ def runtime_failure(message: str) -> errors.RuntimeFailure:
 
 
 def start_shim(
-    config: ShimConfig, *, command: Sequence[str] = DEFAULT_COMMAND, timeout: float = 30.0
+    config: ShimConfig,
+    *,
+    command: Sequence[str] = DEFAULT_COMMAND,
+    timeout: float = 30.0,
+    forkserver: ForkServer | None = None,
 ) -> ShimClient:
-    """Spawn a detached shim for ``config`` and wait until the container is created."""
+    """Spawn a detached shim for ``config`` and wait until the container is created.
+
+    With a ``forkserver`` the shim is forked from it (no interpreter start-up); should the
+    server be gone, the shim is spawned from ``command`` as without one.
+    """
     # sun_path holds 107 bytes; a tty container also needs "<socket>.console".
     if len(os.fsencode(config.socket_path)) + len(".console") > 107:
         raise errors.InvalidArgument(f"shim socket path too long: {config.socket_path}")
@@ -57,17 +66,17 @@ def start_shim(
 
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
-        proc = subprocess.Popen(
-            [*command, "--config", config_path, "--ready-fd", str(ready_w)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(ready_w,),
-            start_new_session=True,
-        )
+        forked = False
+        if forkserver is not None and forkserver.alive:
+            try:
+                forkserver.launch(config_path, ready_w)
+                forked = True
+            except errors.Unavailable:
+                pass  # spawned below instead
+        if not forked:
+            _spawn_shim(command, config_path, ready_w, timeout)
         os.close(ready_w)
         ready_w = -1
-        proc.wait(timeout)  # the launcher process forks the shim and exits at once
         message = _read_ready(ready_r, timeout)
     finally:
         os.close(ready_r)
@@ -84,11 +93,29 @@ def start_shim(
     return ShimClient(config.socket_path, exit_file=config.exit_file)
 
 
+def _spawn_shim(command: Sequence[str], config_path: str, ready_w: int, timeout: float) -> None:
+    proc = subprocess.Popen(
+        [*command, "--config", config_path, "--ready-fd", str(ready_w)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=(ready_w,),
+        start_new_session=True,
+    )
+    proc.wait(timeout)  # the launcher process forks the shim and exits at once
+
+
 async def start_shim_async(
-    config: ShimConfig, *, command: Sequence[str] = DEFAULT_COMMAND, timeout: float = 30.0
+    config: ShimConfig,
+    *,
+    command: Sequence[str] = DEFAULT_COMMAND,
+    timeout: float = 30.0,
+    forkserver: ForkServer | None = None,
 ) -> AsyncShimClient:
     """``start_shim`` for an asyncio daemon: the blocking launch runs in a worker thread."""
-    client = await asyncio.to_thread(start_shim, config, command=command, timeout=timeout)
+    client = await asyncio.to_thread(
+        start_shim, config, command=command, timeout=timeout, forkserver=forkserver
+    )
     return AsyncShimClient(client.socket_path, exit_file=client.exit_file)
 
 

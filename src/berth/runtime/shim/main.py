@@ -9,7 +9,9 @@ error, is written as one JSON object to the ready fd, which is then closed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -73,6 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     if not foreground:
         if os.fork() > 0:
             os._exit(0)  # the launcher reaps this at once; the shim is re-parented
+    return serve(config, ready_fd)
+
+
+def serve_config_file(config_path: str, ready_fd: int) -> int:
+    """``serve`` for a shim forked by the fork-server: the config is read here, and a config
+    that cannot be read is reported on the ready fd (there is no stderr to read)."""
+    try:
+        with open(config_path) as f:
+            config = ShimConfig.from_json(f.read())
+    except (OSError, ValueError, TypeError) as err:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, json.dumps({"ok": False, "error": f"shim: {err}"}).encode() + b"\n")
+        return 1
     return serve(config, ready_fd)
 
 

@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import termios
+import time
 from dataclasses import dataclass, field
 
 from berth.errors import AlreadyExists, BerthError, Conflict, InvalidArgument, NotFound
@@ -31,7 +32,8 @@ from berth.runtime.shim._loop import Conn, Loop, Sink
 from berth.runtime.shim._oom import oom_kill_count
 from berth.runtime.shim.jsonlog import JsonLogWriter, rfc3339_nano
 from berth.runtime.shim.protocol import ExitStatus, ShimConfig, ShimState
-from berth.runtime.shim.runtime_cli import RuntimeCommandFailed, run_runtime
+from berth.runtime.shim.runtime_cli import RuntimeCommandFailed
+from berth.runtime.shim.runtime_inproc import runtime_runner
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +123,16 @@ class Shim:
         self._log: JsonLogWriter | None = None
         self._server: socket.socket | None = None
         self._execs: dict[str, _Exec] = {}
+        self._runtime = runtime_runner(config)  # berth's own runtime runs in this process
 
     # ------------------------------------------------------------ the recipe
 
     def run(self) -> int:
         self._install_sigchld()
+        started = time.monotonic()
         try:
             self._create()
+            log.debug("runtime create took %.1f ms", (time.monotonic() - started) * 1000)
         except BerthError as err:
             log.error("create failed: %s", err)
             self._signal_ready({"ok": False, "error": str(err)})
@@ -139,7 +144,7 @@ class Shim:
             # Nobody could monitor the created container: remove it again.
             log.error("cannot serve %s: %s", self.config.socket_path, err)
             with contextlib.suppress(RuntimeCommandFailed):
-                run_runtime(self.config, ["delete", "--force", self.config.container_id])
+                self._runtime(["delete", "--force", self.config.container_id])
             self._signal_ready({"ok": False, "error": f"shim: {err}"})
             return 1
         self._loop.watch(self._server.fileno(), read=self._on_accept)
@@ -213,7 +218,7 @@ class Shim:
             args = ["create", "--bundle", cfg.bundle, "--pid-file", cfg.container_pid_file]
             if console is not None:
                 args += ["--console-socket", console_path]
-            run_runtime(cfg, args + [cfg.container_id], stdio)
+            self._runtime(args + [cfg.container_id], stdio)
             if console is not None:
                 self._pty_master = _receive_pty(console)
                 self._outputs = [_Output(self._pty_master, "stdout")]
@@ -256,11 +261,11 @@ class Shim:
 
     def _delete(self) -> None:
         try:
-            run_runtime(self.config, ["delete", self.config.container_id])
+            self._runtime(["delete", self.config.container_id])
         except RuntimeCommandFailed as err:
             log.warning("runtime delete failed (%s); forcing", err)
             with contextlib.suppress(RuntimeCommandFailed):
-                run_runtime(self.config, ["delete", "--force", self.config.container_id])
+                self._runtime(["delete", "--force", self.config.container_id])
 
     def _shutdown(self) -> None:
         for conn in list(self._conns):
@@ -411,9 +416,11 @@ class Shim:
                 conn.sink.write(data)
             return
         # Half-close: the client's stdin ended; it may still read output. An exec's stdin
-        # always closes then; the container's only when it was created with stdin_once.
+        # always closes then; the container's only when it was created with stdin_once and
+        # has no tty (Docker: a tty's stdin outlives a detached client, so attach works again).
         conn.reading = False
-        if conn.sink is not None and (conn.mode == "exec" or self.config.stdin_once):
+        if conn.sink is not None and (conn.mode == "exec" or (self.config.stdin_once
+                                                               and not self.config.tty)):
             conn.sink.close_when_flushed()
         conn.update()
 
@@ -484,7 +491,7 @@ class Shim:
         if isinstance(request, protocol.StartRequest):
             if self._status != "created":
                 raise Conflict(f"container {cid} is already started")
-            run_runtime(self.config, ["start", cid])
+            self._runtime(["start", cid])
             self._status = "running"
             return {"pid": self._container_pid}
         if isinstance(request, protocol.KillRequest):
@@ -494,11 +501,11 @@ class Shim:
             self._resize(self._pty_master, request.height, request.width)
             return {}
         if isinstance(request, protocol.PauseRequest):
-            run_runtime(self.config, ["pause", cid])
+            self._runtime(["pause", cid])
             self._status = "paused"
             return {}
         if isinstance(request, protocol.ResumeRequest):
-            run_runtime(self.config, ["resume", cid])
+            self._runtime(["resume", cid])
             self._status = "running"
             return {}
         raise InvalidArgument(f"unexpected shim request {request.op}")
@@ -520,9 +527,7 @@ class Shim:
             raise InvalidArgument(f"invalid signal: {request.signal}")
         if request.all or self._pidfd < 0:
             extra = ["--all"] if request.all else []
-            run_runtime(
-                self.config, ["kill", *extra, self.config.container_id, str(request.signal)]
-            )
+            self._runtime(["kill", *extra, self.config.container_id, str(request.signal)])
             return
         # The pidfd cannot hit a recycled pid, unlike kill(2).
         with contextlib.suppress(ProcessLookupError):
@@ -564,7 +569,7 @@ class Shim:
             if console is not None:
                 args += ["--console-socket", console_path]
             try:
-                run_runtime(cfg, args + [cid], stdio)
+                self._runtime(args + [cid], stdio)
             except RuntimeCommandFailed:
                 for out in session.outputs:
                     os.close(out.fd)
