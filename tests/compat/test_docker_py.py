@@ -121,11 +121,11 @@ def test_attach_socket(client: Any) -> None:
             payload += raw.recv(size - len(payload))
         assert (stream, payload) == (1, b"hello\n")
     finally:
-        raw.close()
-        sock.close()
         response = getattr(sock, "_response", None)
         if response is not None:
             response.close()  # docker-py keeps the HTTP response (and its socket) here
+        raw.close()
+        sock.close()
 
 
 def test_containers_list_filters(client: Any) -> None:

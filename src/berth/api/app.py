@@ -148,12 +148,16 @@ def build_app(engine: Engine) -> web.Application:
     from berth.api.routes.containers import ContainerRoutes
     from berth.api.routes.images import ImageRoutes
     from berth.api.routes.system import SystemRoutes
+    from berth.engine.image_events import EventedImages, EventedPuller, EventedPusher
 
+    bus = engine.events
+    puller = engine.registries.puller if engine.registries else None
+    pusher = engine.registries.pusher if engine.registries else None
     route_sets: list[RouteSet] = [
         SystemRoutes(engine.config, engine.images, engine.containers, engine.id),
-        ImageRoutes(engine.images,
-                    engine.registries.puller if engine.registries else None,
-                    engine.registries.pusher if engine.registries else None),
+        ImageRoutes(EventedImages(engine.images, bus) if bus else engine.images,
+                    EventedPuller(puller, bus) if bus and puller else puller,
+                    EventedPusher(pusher, bus) if bus and pusher else pusher),
     ]
     if engine.registries is not None:
         from berth.api.routes.registry import RegistryRoutes
@@ -172,7 +176,7 @@ def build_app(engine: Engine) -> web.Application:
     if engine.containers is not None:
         from berth.api.routes.stats import StatsRoutes
 
-        route_sets.append(StatsRoutes(engine.containers, engine.images))
+        route_sets.append(StatsRoutes(engine.containers, engine.images, engine.volumes))
     if engine.networks is not None and engine.containers is not None:
         from berth.api.routes.networks import NetworkRoutes
 

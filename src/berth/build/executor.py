@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +46,6 @@ from berth.build.instructions import (
     Instruction,
     KeyValue,
     LabelInstruction,
-    OnbuildInstruction,
     RunInstruction,
     Stage,
     StageScope,
@@ -55,6 +54,7 @@ from berth.build.instructions import (
     parse_dockerfile,
     parse_instruction,
 )
+from berth.build.parser import parse_heredoc_word
 from berth.build.sources import CopyPlan, plan_copy
 from berth.errors import BerthError, DockerfileError, NotImplementedByBerth
 from berth.oci.image import ImageConfig
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BaseImage", "RunSpec", "BuildOptions", "BuildBackend", "Progress", "StepFailed",
-    "BuildResult", "build",
+    "BuildResult", "build", "SCRIPT_PATH",
 ]
 
 FsChange = Callable[[Path], None]
@@ -87,6 +87,12 @@ class RunSpec:
     user: str
     workdir: str
     display: str  # for the error message: "/bin/sh -c false"
+    script: str | None = None  # a `RUN <<EOF` body with a #! line: argv[0] is where it goes
+
+
+#: Where a ``RUN <<EOF`` script with a ``#!`` line is bind-mounted (in /dev: a tmpfs, so the
+#: mount point never reaches the layer), to be run directly as BuildKit does.
+SCRIPT_PATH = "/dev/.berth-heredoc-script"
 
 
 @dataclass(frozen=True)
@@ -261,8 +267,6 @@ async def _dispatch(run: _Run, state: _StageState, instr: Instruction,
         config = change.config
         if isinstance(instr, EntrypointInstruction) and not state.cmd_set:
             config = dataclasses.replace(config, cmd=None)  # Docker resets an inherited CMD
-        if isinstance(instr, OnbuildInstruction) and instr.trigger is None:
-            parse_instruction(instr.expression, run.dockerfile.escape)  # report bad triggers now
         author = change.author if change.author is not None else state.author
         state.cmd_set = state.cmd_set or change.cmd_set
         state.author = author
@@ -297,21 +301,19 @@ async def _dispatch(run: _Run, state: _StageState, instr: Instruction,
 
 
 async def _cached(run: _Run, state: _StageState, config: ImageConfig, created_by: str,
-                  produce: Callable[[], object], *, metadata: bool = False,
-                  show_container: bool = True) -> None:
+                  produce: Callable[[], Awaitable[str]], *, metadata: bool = False) -> None:
     key = _cache_key(state.image_id, created_by, config, state.author)
     hit = None if run.options.no_cache else run.backend.cache_get(key)
     if hit is not None:
         await run.progress.stream(f" ---> Using cache\n ---> {_short(hit)}\n")
         state.image_id, state.config = hit, config
         return
-    if metadata and show_container:
+    if metadata:
         # the classic builder commits config changes through a short-lived container
         fake = hashlib.sha256(os.urandom(16)).hexdigest()[:12]
         await run.progress.stream(f" ---> Running in {fake}\n")
         await run.progress.stream(f"Removing intermediate container {fake}\n")
-    image_id = await produce()  # type: ignore[misc]
-    assert isinstance(image_id, str)
+    image_id = await produce()
     run.backend.cache_put(key, image_id)
     await run.progress.stream(f" ---> {_short(image_id)}\n")
     state.image_id, state.config = image_id, config
@@ -329,16 +331,21 @@ async def _run(run: _Run, state: _StageState, instr: RunInstruction) -> None:
             f"Dockerfile:{instr.line}: RUN --mount, --network and --security are not "
             "supported by berth's builder yet")
     config = state.config
+    script: str | None = None
     if instr.prepend_shell:
         argv = (*shell_of(config), instr.shell_script())
+        alone = instr.heredocs and parse_heredoc_word(instr.command[0]) is not None
+        if alone and instr.shell_script().startswith("#!"):
+            script = instr.shell_script()
     else:
         argv = tuple(instr.command)
     env_names = {item.partition("=")[0] for item in config.env}
     args = {k: v for k, v in state.scope.args if v is not None and k not in env_names}
     created_by = run_created_by(argv, args)
     env = tuple(f"{k}={v}" for k, v in state.scope.run_env().items())
-    spec = RunSpec(argv=argv, env=env, user=config.user, workdir=config.working_dir or "/",
-                   display=" ".join(argv))
+    spec = RunSpec(argv=(SCRIPT_PATH,) if script is not None else argv, env=env,
+                   user=config.user, workdir=config.working_dir or "/",
+                   display=" ".join(argv), script=script)
 
     async def produce() -> str:
         return await run.backend.run(state.image_id, config, created_by, state.author, spec,

@@ -21,6 +21,7 @@ import posixpath
 import re
 import shutil
 import stat
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,8 +359,13 @@ def extract_archive(rootfs: Path, path: Path, dest: str, owner: Owner | None) ->
         stream = open(path, "rb")  # noqa: SIM115 - closed below
     with stream:
         apply_tar(stream, target)
-    if owner is not None:
-        for dirpath, dirnames, filenames in os.walk(target):
-            for name in dirnames + filenames:
-                os.chown(os.path.join(dirpath, name), owner.uid, owner.gid,
-                         follow_symlinks=False)
+    if owner is not None:  # --chown applies to what the archive brought, nothing else
+        for name in _member_names(path):
+            entry = resolve_in_root(target, name, follow_last=False)
+            if os.path.lexists(entry):
+                os.chown(entry, owner.uid, owner.gid, follow_symlinks=False)
+
+
+def _member_names(path: Path) -> list[str]:
+    with tarfile.open(path, "r:*") as tar:
+        return [m.name for m in tar if m.name.strip("./")]

@@ -2,8 +2,8 @@
 
 Why not ``http.client``: it costs ~34 ms of imports (the email parser) on every CLI start,
 and it cannot hand a connection over after a ``101`` upgrade. This module imports only
-``_socket`` (``socket`` drags in ``enum`` and ``selectors``); ``json`` is imported when a
-body is decoded, so commands that never reach a daemon never pay for it.
+``_socket`` (``socket`` drags in ``enum`` and ``selectors``); JSON goes through ``_json``
+(``berth.cli._json``), imported when a body is encoded or decoded.
 
 Wire spellings of Docker (PascalCase keys, query names) live in the commands; this module
 knows HTTP framing, Docker's stream multiplexing and how to report an unreachable daemon.
@@ -114,10 +114,10 @@ def quote_path(path: str) -> str:
 
 def go_json(value: Any, indent: int | None = None) -> str:
     """JSON as Go's encoder writes it: compact, UTF-8, ``<``, ``>``, ``&`` escaped."""
-    import json
+    from berth.cli import _json  # json's C core without the ``re``/``enum`` imports
 
     sep = (",", ": ") if indent else (",", ":")
-    text = json.dumps(value, ensure_ascii=False, separators=sep, indent=indent)
+    text = _json.dumps(value, separators=sep, indent=indent)
     return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
@@ -251,14 +251,14 @@ class Response:
         return b"".join(self.iter_raw())
 
     def json(self) -> Any:
-        import json
+        from berth.cli import _json
 
         data = self.read()
-        return json.loads(data) if data.strip() else None
+        return _json.loads(data) if data.strip() else None
 
     def iter_json(self) -> Iterator[Any]:
         """A stream of JSON documents one per line (events, progress, build output)."""
-        import json
+        from berth.cli import _json
 
         pending = b""
         for data in self.iter_raw():
@@ -266,9 +266,11 @@ class Response:
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if line.strip():
-                    yield json.loads(line)
+                    yield _json.loads(line)
         if pending.strip():
             # Some daemons concatenate documents without newlines; decode them one by one.
+            import json
+
             decoder = json.JSONDecoder()
             text = pending.decode().strip()
             while text:

@@ -78,9 +78,13 @@ def _enter(cfg: dict[str, Any]) -> None:
     os.chdir("/")
     # each volume was cloned (open_tree) before the chroot; it is attached here, its target
     # resolved by the kernel inside the new root
-    for dest, fd, rw in cfg["_fds"]:
+    for dest, fd, rw, is_dir in cfg["_fds"]:
         try:
-            os.makedirs(dest, exist_ok=True)
+            if is_dir:
+                os.makedirs(dest, exist_ok=True)
+            elif not os.path.exists(dest):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
         except OSError:
             continue
         rc = libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, dest.encode(),
@@ -303,8 +307,8 @@ def main() -> int:
         if libc.unshare(_CLONE_NEWNS) != 0:
             raise Failure(f"unshare: {os.strerror(ctypes.get_errno())}")
         _mount(libc, None, "/", _MS_REC | _MS_PRIVATE)
-        cfg["_fds"] = [(m["dest"], _clone_tree(m["source"]), m["rw"])
-                       for m in cfg.get("mounts", [])]
+        cfg["_fds"] = [(m["dest"], _clone_tree(m["source"]), m["rw"],
+                        os.path.isdir(m["source"])) for m in cfg.get("mounts", [])]
         _enter(cfg)
         if op == "stat":
             info, _, _ = _stat(cfg["path"])

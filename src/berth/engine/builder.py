@@ -28,6 +28,7 @@ from typing import BinaryIO
 from berth.build.config_steps import apply_config_step
 from berth.build.context import BuildContext, extract_context
 from berth.build.executor import (
+    SCRIPT_PATH,
     BaseImage,
     BuildOptions,
     BuildResult,
@@ -194,10 +195,18 @@ class EngineBuildBackend:
         container = ContainerConfig(
             image=run_image, cmd=spec.argv, entrypoint=(), env=spec.env,
             working_dir=spec.workdir, user=spec.user, attach_stdout=True, attach_stderr=True)
+        script_dir = Path(tempfile.mkdtemp(prefix="script-", dir=self._steps))
+        host = HostConfig()
+        if spec.script is not None:
+            script = script_dir / "script"
+            script.write_text(spec.script)
+            script.chmod(0o755)
+            host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",))
         try:
-            record = await self._containers.create(None, container, HostConfig())
+            record = await self._containers.create(None, container, host)
         except BaseException:
             await self._drop_image(run_image, parent)
+            shutil.rmtree(script_dir, ignore_errors=True)
             raise
         short = record.id[:12]
         await progress.stream(f" ---> Running in {short}\n")
@@ -214,6 +223,7 @@ class EngineBuildBackend:
             with contextlib.suppress(Exception):
                 await self._containers.remove(record.id, force=True)
             await self._drop_image(run_image, parent)
+            shutil.rmtree(script_dir, ignore_errors=True)
         await progress.stream(f"Removing intermediate container {short}\n")
         return image_id
 

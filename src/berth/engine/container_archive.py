@@ -72,12 +72,20 @@ class ArchiveService:
         if self._users[record.id] > 0:
             return
         del self._users[record.id]
-        current = self._containers.get(record.id)
-        if not current.is_running:
+        try:
+            running = self._containers.get(record.id).is_running
+        except NotFound:
+            return  # removed meanwhile: its removal unmounted everything
+        if not running:
             await asyncio.to_thread(release_rootfs, self._containers.container_dir(record.id))
 
     def _config(self, record: ContainerRecord, rootfs: Path, path: str) -> dict[str, Any]:
-        mounts = []
+        cdir = self._containers.container_dir(record.id)
+        # the files Docker bind-mounts over /etc, then the container's own mounts
+        mounts = [{"dest": dest, "source": str(cdir / name), "rw": True}
+                  for name, dest in (("resolv.conf", "/etc/resolv.conf"),
+                                     ("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"))
+                  if (cdir / name).is_file()]
         for mp in sorted(self._mounts.mounts(record.id),
                          key=lambda m: len([p for p in m.destination.split("/") if p])):
             if mp.type == "volume":

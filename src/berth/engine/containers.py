@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import hardening, launch
+from berth.engine import hardening, launch, restart
 from berth.engine.db import ContainerDB
 from berth.engine.model import (
     ContainerConfig,
@@ -84,6 +84,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._stopping: set[str] = set()
         self._exec_ids: dict[str, list[str]] = {}  # Docker's ExecIDs: execs not yet ended
+        self.restarts = restart.for_service(self)  # --restart policies and their back-off
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class ContainerService:
 
     async def start(self, ref: str) -> None:
         record = self.get(ref)
+        self.restarts.on_start(record.id)
         async with self._lock(record.id):
             record = self.get(record.id)
             if record.status.state == ContainerState.PAUSED:
@@ -264,7 +266,10 @@ class ContainerService:
             self._shims.pop(container_id, None)
             status = replace(record.status, state=ContainerState.EXITED, pid=0,
                              exit_code=exit_state.exit_code, oom_killed=exit_state.oom_killed,
-                             finished_at=exit_state.exited_at or now_rfc3339())
+                             # a fast process can exit before start recorded StartedAt:
+                             # never report it finishing before it started
+                             finished_at=max(exit_state.exited_at or now_rfc3339(),
+                                             record.status.started_at))
             record = self._save(replace(record, status=status))
         self._monitors.pop(container_id, None)
         self._exec_ids.pop(container_id, None)
@@ -273,6 +278,7 @@ class ContainerService:
         for fut in self._exit_waiters.pop(container_id, []):
             if not fut.done():
                 fut.set_result(ExitInfo(exit_state.exit_code))
+        self.restarts.on_exit(record)
         self._stopping.discard(container_id)
         if record.host_config.auto_remove:
             await self._remove_now(container_id, volumes=True)
@@ -281,6 +287,9 @@ class ContainerService:
 
     async def kill(self, ref: str, signal: str | int = "SIGKILL") -> None:
         record = self.get(ref)
+        if record.is_running and parse_signal(signal) in (signal_module.SIGKILL,
+                                                          signal_module.SIGTERM):
+            self.restarts.mark_manual_stop(record.id)
         if not record.is_running:
             raise Conflict(f"Cannot kill container: {ref}: Container {record.id} is not running")
         signo = parse_signal(signal)
@@ -297,6 +306,8 @@ class ContainerService:
 
     async def stop(self, ref: str, timeout: int | None = None) -> None:
         record = self.get(ref)
+        await self.restarts.before_stop(record.id)
+        record = self.get(record.id)
         if not record.is_running:
             raise NotModified("container already stopped")
         if timeout is None:
@@ -420,6 +431,7 @@ class ContainerService:
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         record = self.get(ref)
+        self.restarts.forget(record.id)
         if record.is_running:
             if not force:
                 if record.status.state == ContainerState.PAUSED:
@@ -516,9 +528,11 @@ class ContainerService:
             self._save(replace(record, status=status))
             if record.host_config.auto_remove:
                 await self._remove_now(record.id, volumes=True)
+        await restart.start_on_boot(self.restarts, self._db.all(), self.start)
 
     async def close(self) -> None:
         """Stop watching (containers keep running under their shims)."""
+        await self.restarts.close()
         for task in list(self._monitors.values()):
             task.cancel()
         for task in list(self._monitors.values()):

@@ -130,9 +130,6 @@ def parse_bind(spec: str) -> MountPoint:
     if len(parts) == 1:
         return MountPoint("volume", _clean_dest(parts[0], "volume"), anonymous=True,
                           driver="local", copy_pending=True)
-    if len(parts) == 2 and not parts[1].startswith("/"):
-        # "/dst:mode" is not a valid bind; Docker reads "a:b" as src:dst only
-        raise InvalidArgument(f"invalid volume specification: '{spec}'")
     src, dst = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else ""
     opts = [m for m in mode.split(",") if m]
@@ -235,7 +232,8 @@ class MountManager:
             points[clean] = MountPoint("volume", _clean_dest(clean, "volume"), driver="local",
                                        anonymous=True, copy_pending=True)
         resolved = [self._materialize(mp, h.mounts) for mp in points.values()]
-        self.table.set(record.id, resolved)
+        if resolved:  # most containers have none: no row, no write
+            self.table.set(record.id, resolved)
         return resolved
 
     def _materialize(self, mp: MountPoint, requests: tuple[MountRequest, ...]) -> MountPoint:

@@ -73,6 +73,7 @@ class Sandbox:
     ports: tuple[PortMapping, ...] = ()
     dns: bool = False  # served by the embedded DNS server
     owns_netns: bool = True  # False when joining another container's namespace
+    dns_servers: tuple[str, ...] = ()  # --dns: where the embedded server forwards
 
 
 @dataclass
@@ -103,8 +104,9 @@ def _sandbox_from(d: dict[str, Any]) -> Sandbox:
     eps = tuple(Endpoint(**{**e, "aliases": tuple(e.get("aliases", ()))})
                 for e in d.get("endpoints", ()))
     ports = tuple(PortMapping(**p) for p in d.get("ports", ()))
-    rest = {k: v for k, v in d.items() if k not in ("endpoints", "ports")}
-    return Sandbox(**rest, endpoints=eps, ports=ports)
+    rest = {k: v for k, v in d.items() if k not in ("endpoints", "ports", "dns_servers")}
+    return Sandbox(**rest, endpoints=eps, ports=ports,
+                   dns_servers=tuple(d.get("dns_servers", ())))
 
 
 class NetworkStore:

@@ -42,7 +42,7 @@ from berth.engine.network_store import (
     Sandbox,
 )
 from berth.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, RuntimeFailure
-from berth.network import ipam
+from berth.network import ipam, netns
 from berth.network.dns import DnsServer, host_nameservers
 from berth.network.portmap import (
     BridgeRules,
@@ -66,8 +66,8 @@ def _now() -> str:
 
 
 def _links() -> Any:
-    # pyroute2 costs ~0.2 s at import: load it when the first network is touched, in berthd only
-    from berth.network import bridge, netns, veth
+    # pyroute2 costs ~0.2 s at import: load it when the first link is touched, in berthd only
+    from berth.network import bridge, veth
 
     return bridge, netns, veth
 
@@ -154,6 +154,12 @@ class NetworkService:
     async def _ensure_bridge(self, net: NetworkRecord) -> NetworkRecord:
         """The bridge exists, addressed; the default network gets its subnet on first use."""
         bridge, _, _ = _links()
+        if net.default_bridge and net.pool is not None and not net.pool.allocated and \
+                not await asyncio.to_thread(bridge.bridge_exists, net.bridge):
+            # the subnet is re-picked while unused: another daemon may have taken it meanwhile
+            taken = await asyncio.to_thread(self._taken_subnets, net.id)
+            if any(net.pool.network.overlaps(t) for t in taken):
+                net = replace(net, pool=None)
         if net.pool is None:
             taken = await asyncio.to_thread(self._taken_subnets, net.id)
             net = replace(net, pool=ipam.new_pool(ipam.pick_subnet(taken)))
@@ -374,13 +380,14 @@ class NetworkService:
             address = peer.endpoints[0].address if peer.endpoints else None
             await asyncio.to_thread(write_network_files, cdir, record, address)
             return peer.netns
-        _, netns, veth = _links()
+        _, _, veth = _links()
         path = self._netns_dir / record.id[:24]
         async with self._lock:
             await asyncio.to_thread(netns.delete_netns, path)  # a stale pin of an earlier run
             await asyncio.to_thread(netns.create_netns, path)
             sb = Sandbox(container_id=record.id, name=record.name, netns=str(path),
-                         sandbox_id=secrets.token_hex(32))
+                         sandbox_id=secrets.token_hex(32),
+                         dns_servers=tuple(record.host_config.dns))
             self._state.sandboxes[record.id] = sb
             self._store.save(self._state)
             try:
@@ -499,7 +506,6 @@ class NetworkService:
         if sb.ports or sb.endpoints:
             await self._apply_rules()
         if sb.netns and sb.owns_netns:
-            _, netns, _ = _links()
             await asyncio.to_thread(netns.delete_netns, Path(sb.netns))
 
     async def _apply_rules(self) -> None:
@@ -528,7 +534,10 @@ class NetworkService:
                     found.append(ep.address)
         return found or None
 
-    def _upstreams(self) -> list[str]:
+    def _upstreams(self, container_id: str) -> list[str]:
+        sb = self._state.sandboxes.get(container_id)
+        if sb is not None and sb.dns_servers:
+            return list(sb.dns_servers)
         try:
             return host_nameservers(Path("/etc/resolv.conf").read_text())
         except OSError:
@@ -575,15 +584,12 @@ class NetworkService:
         """Re-adopt the network state of containers that kept running while berthd was down."""
         if not self._state.sandboxes:
             return
-        _, netns, _ = _links()
         async with self._lock:
             for cid, sb in list(self._state.sandboxes.items()):
                 if sb.netns and sb.owns_netns and not netns.is_netns(Path(sb.netns)):
                     await self._teardown_locked(cid)
                     continue
-                for net_id in {ep.network_id for ep in sb.endpoints}:
-                    if (net := self._state.networks.get(net_id)) is not None:
-                        await self._ensure_bridge(net)
+                # bridges stay while containers run (close() keeps them): nothing to re-make
                 for m in sb.ports:
                     try:
                         self._ports.reserve(m.proto, m.host_ip, m.host_port)

@@ -75,6 +75,10 @@ def _seconds_between(start: str, end: str) -> float:
         return 0.0
 
 
+class _Superseded(Exception):
+    """An automatic restart that a manual stop overtook."""
+
+
 class RestartManager:
     """Per-daemon bookkeeping: back-off per container and the pending restart tasks.
 
@@ -90,6 +94,7 @@ class RestartManager:
         self._dir = container_dir
         self._reset_count = reset_count
         self._auto: set[str] = set()  # containers this manager is starting right now
+        self._inflight: dict[str, asyncio.Task[None]] = {}
         self._start = start
         self._bump = bump
         self._set_restarting = set_restarting
@@ -111,9 +116,20 @@ class RestartManager:
         except FileNotFoundError:
             pass
 
+    async def before_stop(self, container_id: str) -> None:
+        """``stop``: mark it, drop a pending restart, let one already starting finish (Docker
+        counts a restarting container as running, so the stop then stops it)."""
+        self.mark_manual_stop(container_id)
+        task = self._inflight.get(container_id)
+        if task is not None and task is not asyncio.current_task():
+            await asyncio.shield(task)
+
     def on_start(self, container_id: str) -> None:
         """Any start clears the manual-stop mark; one by hand also resets the restart count
         and the back-off, and cancels a pending restart (Docker's ResetRestartManager)."""
+        if container_id in self._auto and self.manually_stopped(container_id):
+            # stopped by hand while this restart was on its way: the stop wins
+            raise _Superseded(container_id)
         (self._dir(container_id) / _MARK).unlink(missing_ok=True)
         if container_id not in self._auto:
             self.cancel(container_id)
@@ -143,15 +159,20 @@ class RestartManager:
     async def _restart_later(self, container_id: str, delay: float) -> None:
         try:
             await asyncio.sleep(delay)
-            self._pending.pop(container_id, None)
+            task = self._pending.pop(container_id, None)
+            if task is not None:
+                self._inflight[container_id] = task
             self._bump(container_id)
             self._auto.add(container_id)
             try:
                 await self._start(container_id)
             finally:
                 self._auto.discard(container_id)
+                self._inflight.pop(container_id, None)
         except asyncio.CancelledError:
             raise
+        except _Superseded:
+            self._set_restarting(container_id, False)
         except Exception as err:  # noqa: BLE001 - a failed restart is logged, as in Docker
             log.warning("restart of container %s failed: %s", container_id[:12], err)
             try:

@@ -163,7 +163,9 @@ class RegistryPuller:
         written: list[Digest] = []
         try:
             self._fetch_blob(repo, manifest.config, written, sink, quiet=True)
-            self._fetch_layers(repo, manifest.layers, written, sink)
+            if not self._known(manifest.config.digest):
+                # as dockerd: an image it has already gets no per-layer lines
+                self._fetch_layers(repo, manifest.layers, written, sink)
             if not self._content.has(remote.digest):
                 # exact bytes as received: their digest is the one the registry named
                 self._content.write_blob(remote.data)
@@ -187,6 +189,12 @@ class RegistryPuller:
         state = "Image is up to date for" if before == image_id and not written else \
             "Downloaded newer image for"
         sink.send({"status": f"Status: {state} {target.familiar}"})
+
+    def _known(self, image_id: str) -> bool:
+        try:
+            return self._images.resolve(image_id) == image_id
+        except NotFound:
+            return False
 
     def _existing(self, target: _Target) -> str | None:
         try:

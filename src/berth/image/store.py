@@ -399,10 +399,11 @@ class ImageStore(Lookup):
         """Record ``name@digest`` (RepoDigests) for an image, e.g. after a pull."""
         ref = parse_named(name)
         full = Reference(ref.domain, ref.path, None, parse_digest(manifest_digest))
-        with self._lock, self._db.transaction() as conn:
-            refs.set_ref(
-                conn, refs.RefRow(full.string(), self.get(image_id).id, ref.name, "digest")
-            )
+        with self._lock:
+            # resolve before the transaction: the DB's lock is not re-entrant
+            resolved = self.get(image_id).id
+            with self._db.transaction() as conn:
+                refs.set_ref(conn, refs.RefRow(full.string(), resolved, ref.name, "digest"))
 
     def remove(self, name: str, force: bool = False, prune: bool = True) -> list[tuple[str, str]]:
         """``docker rmi``: [("Untagged", "busybox:latest"), ("Deleted", "sha256:...")...]."""

@@ -125,7 +125,7 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class DnsServer:
-    def __init__(self, resolve: Resolver, upstreams: Callable[[], list[str]]) -> None:
+    def __init__(self, resolve: Resolver, upstreams: Callable[[str], list[str]]) -> None:
         self._resolve = resolve
         self._upstreams = upstreams
         self._listeners: dict[str, asyncio.DatagramTransport] = {}
@@ -179,14 +179,14 @@ class DnsServer:
                 transport.sendto(build_answer(data, question, found), addr)
                 return
         task = asyncio.get_running_loop().create_task(
-            self._forward(transport, data, question, addr))
+            self._forward(listener.container_id, transport, data, question, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forward(self, transport: asyncio.DatagramTransport, data: bytes,
-                       question: Question, addr: tuple[str, int]) -> None:
+    async def _forward(self, container_id: str, transport: asyncio.DatagramTransport,
+                       data: bytes, question: Question, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
-        for server in self._upstreams():
+        for server in self._upstreams(container_id):
             done: asyncio.Future[bytes] = loop.create_future()
             try:
                 upstream, _ = await loop.create_datagram_endpoint(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -174,9 +175,10 @@ class RegistryClient:
             try:
                 return _http.request(endpoint, method, target, headers, body,
                                      self.config.connect_timeout, self.config.read_timeout)
-            except Unavailable:
-                if attempt >= retries or not (body is None or isinstance(body, bytes)):
-                    raise
+            except Unavailable as err:
+                if (attempt >= retries or not (body is None or isinstance(body, bytes))
+                        or isinstance(err.__cause__, socket.gaierror | ssl.SSLError)):
+                    raise  # a name that does not resolve or a TLS failure will not heal
                 time.sleep(0.2 * (2 ** attempt))
                 attempt += 1
 

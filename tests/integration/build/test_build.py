@@ -121,6 +121,10 @@ def test_rebuild_uses_cache_and_content_change_invalidates(builder):
     assert out.count("Using cache") == 1, out  # only the RUN before the COPY
     assert "bbbb" in out
     assert builder.run(tag, "cat", "/data.txt") == "bbbb\n"
+    # the image the tag left is dangling now, listed as <none> as in Docker
+    dangling = builder.out("images", "--filter", "dangling=true", "--format",
+                           "{{.ID}} {{.Repository}}:{{.Tag}}").splitlines()
+    assert f"{first_id} <none>:<none>" in dangling
 
     fourth = builder.build(ctx, "--no-cache", tag=tag)
     assert "Using cache" not in fourth.stdout.decode()
@@ -223,3 +227,54 @@ def test_context_escaping_with_dotdot_is_refused(daemon):
     assert resp.status == 400
     assert "path escapes the context" in body
     assert mounts_under(daemon.data_root) == []
+
+
+def test_copy_destination_rules(builder):
+    tag, _ = builder.build_ok(
+        "FROM busybox\nWORKDIR /w\n"
+        "COPY f.txt /file\nCOPY f.txt /dir/\nCOPY tree /contents\nCOPY tree/ rel/\n"
+        "COPY f.txt tree/sub/g.txt /multi/\n",
+        {"f.txt": "f\n", "tree/a.txt": "a\n", "tree/sub/g.txt": "g\n"})
+    found = builder.run(tag, "sh", "-c",
+                        "find /file /dir /contents /w/rel /multi | sort").split()
+    assert found == ["/contents", "/contents/a.txt", "/contents/sub", "/contents/sub/g.txt",
+                     "/dir", "/dir/f.txt", "/file", "/multi", "/multi/f.txt", "/multi/g.txt",
+                     "/w/rel", "/w/rel/a.txt", "/w/rel/sub", "/w/rel/sub/g.txt"]
+    assert builder.run(tag, "stat", "-c", "%u:%g %a", "/file") == "0:0 644\n"
+
+
+def test_copy_through_an_absolute_symlink_stays_in_the_image(builder):
+    marker = f"berth-build-escape-{os.getpid()}"
+    tag, _ = builder.build_ok(f"FROM busybox\nRUN ln -s /etc /link\nCOPY f.txt /link/{marker}\n",
+                              {"f.txt": "inside\n"})
+    assert not os.path.exists(f"/etc/{marker}")
+    assert builder.run(tag, "cat", f"/etc/{marker}") == "inside\n"
+
+
+def test_add_local_archive_with_chown(builder):
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("pkg/bin/tool", b"#!/bin/sh\necho tool\n"), ("pkg/README", b"r\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    tag, _ = builder.build_ok("FROM busybox\nRUN mkdir /opt && touch /opt/existing\n"
+                              "ADD --chown=65534:65534 pkg.tgz /opt/\n",
+                              {"pkg.tgz": buf.getvalue()})
+    owners = builder.run(tag, "stat", "-c", "%n %u", "/opt/existing", "/opt/pkg/bin/tool")
+    assert owners.split("\n")[:2] == ["/opt/existing 0", "/opt/pkg/bin/tool 65534"]
+    assert builder.run(tag, "/opt/pkg/bin/tool") == "tool\n"
+
+
+def test_heredocs(builder):
+    tag, out = builder.build_ok(
+        "FROM busybox\nARG WHO=world\n"
+        "COPY <<EOT /greeting.txt\nhello $WHO\nEOT\n"
+        "RUN <<EOS\necho script line one\necho script line two > /two\nEOS\n"
+        "RUN <<EOS\n#!/bin/sh\necho \"run as $0\" > /shebang\nEOS\n")
+    assert "script line one" in out
+    assert builder.run(tag, "cat", "/greeting.txt", "/two", "/shebang").splitlines() == [
+        "hello world", "script line two", "run as /dev/.berth-heredoc-script"]
+    assert builder.run(tag, "stat", "-c", "%a", "/greeting.txt") == "644\n"

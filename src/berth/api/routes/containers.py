@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -57,6 +59,17 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
         # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
         out[key] = list(value.keys()) if isinstance(value, dict) else list(value)
     return out
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 class ContainerRoutes:
@@ -132,8 +145,23 @@ class ContainerRoutes:
         records = [r for r in records if self._matches(r, filters)]
         if limit > 0:
             records = records[:limit]
-        return web.json_response(
-            [wire.render_list_entry(r, r.config.image, self._extras(r)) for r in records])
+        sized = _flag(request, "size")
+        entries = []
+        for r in records:
+            extras = self._extras(r)
+            if sized:
+                extras.update(await asyncio.to_thread(self._sizes, r))
+            entries.append(wire.render_list_entry(r, r.config.image, extras))
+        return web.json_response(entries)
+
+    def _sizes(self, r: ContainerRecord) -> dict[str, int]:
+        """``ps -s``: the writable layer's bytes, and those plus the image's."""
+        rw = _tree_size(self.service.container_dir(r.id) / "upper")
+        try:
+            image_size = int(self.images.get(r.image_id).size)
+        except BerthError:
+            image_size = 0
+        return {"SizeRw": rw, "SizeRootFs": rw + image_size}
 
     def _matches(self, r: ContainerRecord, filters: dict[str, list[str]]) -> bool:
         for key, values in filters.items():
@@ -152,6 +180,10 @@ class ContainerRoutes:
                     if k not in r.config.labels or (eq and r.config.labels[k] != val):
                         return False
             if key == "ancestor" and not self._has_ancestor(r, values):
+                return False
+            if key == "volume" and self.service.mounts is not None and not any(
+                    v in (m.name, m.source, m.destination)
+                    for m in self.service.mounts.mounts(r.id) for v in values):
                 return False
         return True
 
@@ -220,7 +252,9 @@ class ContainerRoutes:
     async def wait(self, request: web.Request) -> web.StreamResponse:
         ref = request.match_info["id"]
         condition = request.query.get("condition") or "not-running"
-        self.service.get(ref)  # 404 before the 200 goes out
+        self.service.get(ref)  # 404 (and 400 below) before the 200 goes out
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f'invalid condition: "{condition}"')
         waiter = asyncio.ensure_future(self.service.wait(ref, condition))
         await asyncio.sleep(0)  # register the waiter before anything else can run
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})

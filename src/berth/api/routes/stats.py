@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp import web
 from berth.api import wire_containers
 from berth.api.streams import encode_json, json_response, query_bool, run_blocking
 from berth.api.wire_images import ImageView, render_image_summary
+from berth.api.wire_volumes import render_volume
 from berth.engine import launch
 from berth.engine.containers import ContainerService
 from berth.engine.model import ContainerRecord
@@ -33,6 +35,14 @@ INTERVAL = 1.0
 
 class ImageLister(Protocol):
     def list(self) -> Sequence[ImageView]: ...
+
+
+class VolumeLister(Protocol):
+    """What ``system df`` needs from the volume service."""
+
+    def list(self) -> Sequence[Any]: ...
+    def mountpoint(self, name: str) -> Path: ...
+    def users(self, name: str) -> Sequence[str]: ...
 
 
 def rfc3339_nano(ns: int) -> str:
@@ -90,9 +100,11 @@ def render_stats(record: ContainerRecord, cur: StatsSample, pre: StatsSample) ->
 
 
 class StatsRoutes:
-    def __init__(self, containers: ContainerService, images: ImageLister) -> None:
+    def __init__(self, containers: ContainerService, images: ImageLister,
+                 volumes: VolumeLister | None = None) -> None:
         self._containers = containers
         self._images = images
+        self._volumes = volumes
 
     def register(self, router: ApiRouter) -> None:
         router.add("GET", "/containers/{id}/stats", self.stats)
@@ -157,4 +169,16 @@ class StatsRoutes:
             extras["SizeRootFs"] = size_rw + image_sizes.get(r.image_id, 0)
             containers.append(wire_containers.render_list_entry(r, r.config.image, extras))
         return {"LayersSize": sum(image_sizes.values()), "Images": entries,
-                "Containers": containers, "Volumes": [], "BuildCache": []}
+                "Containers": containers, "Volumes": self._df_volumes(), "BuildCache": []}
+
+    def _df_volumes(self) -> list[dict[str, Any]]:
+        if self._volumes is None:
+            return []
+        out = []
+        for v in self._volumes.list():
+            mountpoint = self._volumes.mountpoint(v.name)
+            entry = render_volume(v, str(mountpoint))
+            entry["UsageData"] = {"Size": directory_size(mountpoint),
+                                  "RefCount": len(self._volumes.users(v.name))}
+            out.append(entry)
+        return out

@@ -1,7 +1,9 @@
 """Registry verbs: login, logout, pull, push, and the ``X-Registry-Auth`` header.
 
 Credentials live in a Docker-compatible ``~/.berth/config.json`` (``{"auths": {server:
-{"auth": base64("user:password")}}}``), written atomically with mode 0600.
+{"auth": base64("user:password")}}}``), written atomically with mode 0600 — or, when the file
+names a ``credsStore`` (or a ``credHelpers`` entry for the registry), in the external program
+``docker-credential-<name>`` (``get``/``store``/``erase``, JSON over stdin/stdout), as docker does.
 """
 
 from __future__ import annotations
@@ -55,15 +57,53 @@ def server_key(registry: str) -> str:
     return INDEX_SERVER if registry in ("docker.io", "index.docker.io", "") else registry
 
 
+def credential_helper(doc: dict[str, Any], registry: str) -> str:
+    """The helper for ``registry``: its ``credHelpers`` entry, else ``credsStore``, else ""."""
+    helpers = doc.get("credHelpers") or {}
+    host = server_key(registry)
+    name = helpers.get(registry) or helpers.get(host) or doc.get("credsStore") or ""
+    return name if isinstance(name, str) else ""
+
+
+def run_helper(cli: Cli, helper: str, action: str, payload: str) -> str:
+    """``docker-credential-<helper> <action>`` with ``payload`` on stdin; its stdout."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([f"docker-credential-{helper}", action], input=payload.encode(),
+                              capture_output=True, env=dict(cli.environ), timeout=60)
+    except OSError as err:
+        raise StatusError(f"Error: error getting credentials - err: exec: "
+                          f"\"docker-credential-{helper}\": {err.strerror}", 1) from None
+    out = proc.stdout.decode().strip()
+    if proc.returncode != 0:
+        raise LookupError(out or proc.stderr.decode().strip())
+    return out
+
+
 def credentials(cli: Cli, registry: str) -> dict[str, str]:
     import base64
+    import json
 
-    auths = load_config(config_path(cli.environ)).get("auths") or {}
-    entry = auths.get(server_key(registry)) or {}
+    doc = load_config(config_path(cli.environ))
+    key = server_key(registry)
+    helper = credential_helper(doc, registry)
+    if helper:
+        try:
+            found = json.loads(run_helper(cli, helper, "get", key) or "{}")
+        except (LookupError, ValueError):
+            return {}  # "credentials not found in native keychain": anonymous
+        user, secret = str(found.get("Username") or ""), str(found.get("Secret") or "")
+        if user == "<token>":
+            return {"identitytoken": secret, "serveraddress": key}
+        return {"username": user, "password": secret, "serveraddress": key} if user else {}
+    entry = (doc.get("auths") or {}).get(key) or {}
+    if entry.get("identitytoken"):
+        return {"identitytoken": entry["identitytoken"], "serveraddress": key}
     if not entry.get("auth"):
         return {}
     user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-    return {"username": user, "password": password, "serveraddress": server_key(registry)}
+    return {"username": user, "password": password, "serveraddress": key}
 
 
 def encode_auth(auth: dict[str, str]) -> str:
@@ -115,11 +155,26 @@ def login(cli: Cli, argv: list[str]) -> int:
     result = cli.client.post_json("/auth", json={"username": user, "password": password,
                                                  "serveraddress": key}) or {}
     import base64
+    import json
 
     path = config_path(cli.environ)
     doc = load_config(path)
-    doc.setdefault("auths", {})[key] = {
-        "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+    helper = credential_helper(doc, server)
+    token = str(result.get("IdentityToken") or "")
+    if helper:
+        payload = {"ServerURL": key, "Username": "<token>" if token else user,
+                   "Secret": token or password}
+        try:
+            run_helper(cli, helper, "store", json.dumps(payload))
+        except LookupError as err:
+            raise StatusError(f"Error saving credentials: {err}", 1) from None
+        doc.setdefault("auths", {})[key] = {}  # docker leaves an empty entry beside a helper
+    else:
+        entry: dict[str, str] = {
+            "auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        if token:
+            entry = {"identitytoken": token}
+        doc.setdefault("auths", {})[key] = entry
     save_config(path, doc)
     cli.out(str(result.get("Status") or "Login Succeeded"))
     return 0
@@ -134,11 +189,17 @@ def logout(cli: Cli, argv: list[str]) -> int:
     path = config_path(cli.environ)
     doc = load_config(path)
     auths = doc.get("auths") or {}
-    if key not in auths:
+    helper = credential_helper(doc, key)
+    if key not in auths and not helper:
         cli.out(f"Not logged in to {key}")
         return 0
     cli.out(f"Removing login credentials for {key}")
-    del auths[key]
+    if helper:
+        try:
+            run_helper(cli, helper, "erase", key)
+        except LookupError as err:
+            cli.err(f"WARNING: could not erase credentials: {err}")
+    auths.pop(key, None)
     save_config(path, doc)
     return 0
 

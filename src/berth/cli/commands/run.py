@@ -141,21 +141,30 @@ def run(cli: Cli, argv: list[str]) -> int:
                    sig_proxy=opts["sig_proxy"])
 
 
-def _proxy_signals(client: Client, cid: str) -> Callable[[], None]:
+def _proxy_signals(client: Client, cid: str) -> Callable[[], None] | None:
     """docker's --sig-proxy: signals the CLI receives go to the container (not with a TTY,
-    where the terminal carries them). Returns the function that restores the handlers."""
-    import signal
+    where the terminal carries them). Returns the function that restores the handlers, or
+    None outside the main thread, where handlers cannot be set."""
+    # ``signal`` itself imports ``enum``: a few ms of every ``run``
+    import _signal as signal  # type: ignore[import-not-found]
+
+    names = {getattr(signal, name): name for name in
+             ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")}
 
     def forward(signum: int, _frame: Any) -> None:
         try:
-            client.request("POST", f"/containers/{cid}/kill",
-                           {"signal": signal.Signals(signum).name}).read()
+            client.request("POST", f"/containers/{cid}/kill", {"signal": names[signum]}).read()
         except (ApiError, OSError):
             pass
 
-    wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-              signal.SIGUSR2)
-    previous = {s: signal.signal(s, forward) for s in wanted}
+    previous: dict[int, Any] = {}
+    try:
+        for s in names:
+            previous[s] = signal.signal(s, forward)
+    except ValueError:  # not the main thread (berth embedded in a program)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        return None
 
     def restore() -> None:
         for s, handler in previous.items():
@@ -166,13 +175,10 @@ def _proxy_signals(client: Client, cid: str) -> Callable[[], None]:
 
 def _follow(cli: Cli, client: Client, hj: Any, cid: str, tty: bool, with_stdin: bool,
             detach_keys: str, waiter: Any, sig_proxy: bool = False) -> int:
-    import threading
-
     from berth.cli.stream import DEFAULT_DETACH, parse_detach_keys, pump
 
     keys = parse_detach_keys(detach_keys) if detach_keys else DEFAULT_DETACH
-    on_main = threading.current_thread() is threading.main_thread()
-    restore = _proxy_signals(client, cid) if sig_proxy and not tty and on_main else None
+    restore = _proxy_signals(client, cid) if sig_proxy and not tty else None
 
     def resize(h: int, w: int) -> None:
         try:
@@ -264,8 +270,11 @@ def attach(cli: Cli, argv: list[str]) -> int:
     query = {"stream": 1, "stdout": 1, "stderr": 1}
     if with_stdin:
         query["stdin"] = 1
+    # as docker 20.10: the wait is registered first, so the exit code is the one that ends the
+    # stream (an inspect afterwards races the daemon's record of the exit)
+    waiter = client.request("POST", f"/containers/{cid}/wait", {"condition": "not-running"})
     hj = client.hijack(f"/containers/{cid}/attach", query)
-    return _follow(cli, client, hj, cid, tty, with_stdin, opts["detach_keys"], None,
+    return _follow(cli, client, hj, cid, tty, with_stdin, opts["detach_keys"], waiter,
                    sig_proxy=opts["sig_proxy"])
 
 

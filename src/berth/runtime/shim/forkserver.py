@@ -67,6 +67,10 @@ class ForkServer:
         return cls(ours, proc)
 
     @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
     def alive(self) -> bool:
         return not self._dead and self._proc.poll() is None
 

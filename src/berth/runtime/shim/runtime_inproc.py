@@ -10,8 +10,10 @@ CLI (it enters the container's namespaces, which must not happen to the shim its
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,6 +29,8 @@ class RuntimeRunner(Protocol):
 
     def __call__(self, args: list[str], stdio: tuple[int, int, int] | None = None) -> None: ...
 
+
+log = logging.getLogger(__name__)
 
 BUILTIN_RUNTIME = "berth-runtime"
 _IN_PROCESS = ("create", "start", "delete", "kill", "pause", "resume")
@@ -58,6 +62,7 @@ class InProcessRuntime:
             run_runtime(self._config, args, stdio)
             return
         command = args[0]
+        started = time.monotonic()
         try:
             parsed = runtime_cli.parse_args(args)
             handler = runtime_cli.COMMANDS[command]
@@ -70,6 +75,8 @@ class InProcessRuntime:
             if command in _PREFIXED:
                 text = f"{BUILTIN_RUNTIME} {command} failed: {text}"
             raise RuntimeCommandFailed(text) from err
+        finally:
+            log.debug("in-process %s: %.1f ms", command, (time.monotonic() - started) * 1000)
 
 
 def _with_container_stdio(stdio: tuple[int, int, int] | None, create: Callable[[], int]) -> None:

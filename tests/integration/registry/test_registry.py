@@ -1,0 +1,228 @@
+"""Pull, push and run against Debian's docker-registry, with skopeo as the independent client.
+
+Everything talks to 127.0.0.1 only. Each test removes the names it created in berth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.registry import Registry, free_port
+
+
+def skopeo(*args: str) -> str:
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def remote_digest(ref: str, *extra: str) -> str:
+    out = skopeo("inspect", "--raw", "--tls-verify=false", *extra, f"docker://{ref}")
+    return "sha256:" + hashlib.sha256(out.encode()).hexdigest()
+
+
+def copy_in(layout: Path, ref: str, *extra: str) -> None:
+    skopeo("copy", "--dest-tls-verify=false", *extra, f"oci:{layout}:latest", f"docker://{ref}")
+
+
+def content_blobs(daemon) -> set[str]:  # type: ignore[no-untyped-def]
+    return {p.name for p in (daemon.data_root / "content/blobs/sha256").iterdir()}
+
+
+def test_skopeo_pushed_image_pulls_and_runs(reg_daemon, open_registry, test_images):
+    ref = f"{open_registry.host}/me/layered:1.0"
+    copy_in(test_images.layered_oci_dir, ref)
+    digest = remote_digest(ref)
+    try:
+        lines = reg_daemon.out("pull", ref).splitlines()
+        assert lines[0] == "1.0: Pulling from me/layered"
+        assert any(line.endswith(": Pull complete") for line in lines)
+        assert lines[-3:] == [f"Digest: {digest}",
+                              f"Status: Downloaded newer image for {ref}", ref]
+        out = reg_daemon.out("run", "--rm", ref, "cat", "/data/new", "/data/dir/fresh")
+        assert out == "new\nfresh\n"
+        inspect = json.loads(reg_daemon.out("image", "inspect", ref))[0]
+        assert inspect["RepoDigests"] == [f"{open_registry.host}/me/layered@{digest}"]
+        # a second pull finds everything present
+        again = reg_daemon.out("pull", ref).splitlines()
+        assert again[-2] == f"Status: Image is up to date for {ref}"
+        assert not any("Downloading" in line or "fs layer" in line for line in again)
+    finally:
+        reg_daemon.cli("rmi", "-f", ref)
+
+
+def test_push_then_rmi_then_run_pulls_it_back(reg_daemon, open_registry):
+    ref = f"{open_registry.host}/me/bb:1.0"
+    busybox_id = reg_daemon.out("image", "inspect", "-f", "{{.Id}}", "busybox").strip()
+    reg_daemon.out("tag", "busybox", ref)
+    try:
+        lines = reg_daemon.out("push", ref).splitlines()
+        assert lines[0] == f"The push refers to repository [{open_registry.host}/me/bb]"
+        assert any(line.endswith(": Preparing") for line in lines)
+        assert any(line.endswith(": Pushed") for line in lines)
+        last = lines[-1].split()
+        assert last[:2] == ["1.0:", "digest:"] and last[3] == "size:"
+        pushed = last[2]
+        assert remote_digest(ref) == pushed  # skopeo sees the same manifest
+        reg_daemon.out("rmi", ref, "busybox")
+        run = reg_daemon.cli("run", "--rm", ref, "echo", "ok")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == b"ok\n"
+        assert f"Unable to find image '{ref}' locally".encode() in run.stderr
+        assert f"Digest: {pushed}".encode() in run.stderr
+        # the image came back byte for byte: same ID
+        assert reg_daemon.out("image", "inspect", "-f", "{{.Id}}", ref).strip() == busybox_id
+    finally:
+        if reg_daemon.cli("image", "inspect", "busybox").returncode != 0:
+            reg_daemon.out("tag", ref, "busybox")
+        reg_daemon.cli("rmi", ref)
+
+
+def test_pull_then_push_keeps_digests_and_mounts(reg_daemon, open_registry, test_images):
+    src = f"{open_registry.host}/rt/source:1"
+    dst = f"{open_registry.host}/rt/copy:2"
+    copy_in(test_images.layered_oci_dir, src)
+    digest = remote_digest(src)
+    try:
+        reg_daemon.out("pull", src)
+        reg_daemon.out("tag", src, dst)
+        lines = reg_daemon.out("push", dst).splitlines()
+        assert any(line.endswith("Mounted from rt/source") for line in lines), lines
+        assert lines[-1].startswith(f"2: digest: {digest} size: ")
+        assert remote_digest(dst) == digest
+    finally:
+        reg_daemon.cli("rmi", "-f", src, dst)
+
+
+def test_pull_missing_tag_is_docker_error(reg_daemon, open_registry, test_images):
+    copy_in(test_images.busybox_oci_dir, f"{open_registry.host}/me/tagged:1")
+    proc = reg_daemon.cli("pull", f"{open_registry.host}/me/tagged:nope")
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == (
+        f"Error response from daemon: manifest for {open_registry.host}/me/tagged:nope "
+        "not found: manifest unknown: manifest unknown")
+
+
+def test_pull_by_digest(reg_daemon, open_registry, test_images):
+    ref = f"{open_registry.host}/me/bydigest:1"
+    copy_in(test_images.busybox_oci_dir, ref)
+    digest = remote_digest(ref)
+    by_digest = f"{open_registry.host}/me/bydigest@{digest}"
+    try:
+        out = reg_daemon.out("pull", by_digest)
+        assert f"Status: Downloaded newer image for {by_digest}" in out
+        assert reg_daemon.out("run", "--rm", by_digest, "echo", "hi") == "hi\n"
+    finally:
+        reg_daemon.cli("rmi", "-f", by_digest)
+
+
+def test_unreachable_registry_fails_fast(reg_daemon):
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    proc = reg_daemon.cli("pull", f"127.0.0.1:{port}/me/x:1", timeout=30)
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 1
+    assert f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: connect: ' \
+           "connection refused" in proc.stderr.decode()
+
+
+def test_corrupt_blob_fails_naming_digest_and_stores_nothing(reg_daemon, own_registry,
+                                                              test_images):
+    ref = f"{own_registry.host}/me/corrupt:1"
+    copy_in(test_images.layered_oci_dir, ref)
+    manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    layer = manifest["layers"][-1]["digest"]
+    blob = own_registry.blob_file(layer)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    blob.write_bytes(bytes(data))
+    images_before = reg_daemon.out("images", "-q", "--no-trunc")
+    blobs_before = content_blobs(reg_daemon)
+    proc = reg_daemon.cli("pull", ref)
+    assert proc.returncode == 1
+    assert f"filesystem layer verification failed for digest {layer}" in proc.stderr.decode()
+    assert reg_daemon.out("images", "-q", "--no-trunc") == images_before
+    assert content_blobs(reg_daemon) == blobs_before
+    assert not any((reg_daemon.data_root / "content/ingest").iterdir())
+
+
+def _index_layout(src: Path, dest: Path, platforms: list[dict[str, str]]) -> Path:
+    """A copy of an OCI layout whose tag points at an index listing its manifest per platform."""
+    shutil.copytree(src, dest, symlinks=True)
+    index = json.loads((dest / "index.json").read_text())
+    entry = index["manifests"][0]
+    entries = [{"mediaType": entry["mediaType"], "digest": entry["digest"],
+                "size": entry["size"], "platform": p} for p in platforms]
+    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                      "manifests": entries}).encode()
+    hexd = hashlib.sha256(raw).hexdigest()
+    (dest / "blobs/sha256" / hexd).write_bytes(raw)
+    index["manifests"] = [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                           "digest": f"sha256:{hexd}", "size": len(raw),
+                           "annotations": {"org.opencontainers.image.ref.name": "latest"}}]
+    (dest / "index.json").write_text(json.dumps(index))
+    return dest
+
+
+def test_manifest_list_without_host_platform_is_docker_error(reg_daemon, open_registry,
+                                                              test_images, tmp_path):
+    layout = _index_layout(test_images.busybox_oci_dir, tmp_path / "idx", [
+        {"os": "linux", "architecture": "arm64", "variant": "v8"},
+        {"os": "linux", "architecture": "arm", "variant": "v7"}])
+    ref = f"{open_registry.host}/me/multi:v1"
+    copy_in(layout, ref, "--all")
+    proc = reg_daemon.cli("pull", ref)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == (
+        "Error response from daemon: no matching manifest for linux/amd64 "
+        "in the manifest list entries")
+    list_digest = remote_digest(ref)
+    try:
+        out = reg_daemon.out("pull", "--platform", "linux/arm64", ref)
+        assert f"Digest: {list_digest}" in out
+        inspect = json.loads(reg_daemon.out("image", "inspect", ref))[0]
+        assert inspect["RepoDigests"] == [f"{open_registry.host}/me/multi@{list_digest}"]
+    finally:
+        reg_daemon.cli("rmi", "-f", ref)
+
+
+def test_zstd_layers_pull(reg_daemon, open_registry, test_images):
+    pytest.importorskip("zstandard")
+    ref = f"{open_registry.host}/me/zstd:1"
+    copy_in(test_images.layered_oci_dir, ref, "--dest-compress-format=zstd", "--dest-compress")
+    manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    assert manifest["layers"][0]["mediaType"].endswith("+zstd")
+    try:
+        reg_daemon.out("pull", ref)
+        assert reg_daemon.out("run", "--rm", ref, "cat", "/data/new") == "new\n"
+    finally:
+        reg_daemon.cli("rmi", "-f", ref)
+
+
+def test_client_chunked_upload_and_mount(open_registry: Registry, tmp_path):
+    from berth.registry.auth import AuthConfig
+    from berth.registry.client import RegistryClient, RegistryConfig
+
+    client = RegistryClient(RegistryConfig())
+    data = b"chunk-me " * 5000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    repo = client.repository(open_registry.host, "client/a", AuthConfig(), "push,pull")
+    assert not repo.has_blob(digest)
+    src = tmp_path / "blob"
+    src.write_bytes(data)
+    with src.open("rb") as f:
+        repo.upload_blob(digest, len(data), f, chunk_size=4096)
+    assert repo.has_blob(digest)
+    with repo.open_blob(digest) as stream:
+        assert stream.read() == data
+    other = client.repository(open_registry.host, "client/b", AuthConfig(), "push,pull")
+    assert other.mount_blob(digest, "client/a") is None
+    assert other.has_blob(digest)
+    session = other.mount_blob("sha256:" + "0" * 64, "client/a")
+    assert session  # an unknown blob opens an ordinary upload session instead
