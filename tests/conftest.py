@@ -85,7 +85,9 @@ def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
     proc = subprocess.Popen(
         [*_tool("berthd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
          "--exec-root", str(exec_root), "--pidfile", str(root / "berthd.pid"),
-         "--config-file", str(root / "daemon.json")],
+         "--config-file", str(root / "daemon.json"),
+         # e.g. "--default-runtime berth": run the whole suite under another runtime
+         *os.environ.get("BERTH_TEST_DAEMON_ARGS", "").split()],
         stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     logf.close()
     deadline = time.monotonic() + 30

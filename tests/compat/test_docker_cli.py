@@ -21,8 +21,11 @@ import pytest
 
 DOCKER = Path("/usr/local/bin/docker")
 
-pytestmark = pytest.mark.skipif(not DOCKER.exists(),
-                                reason="the docker CLI is not installed at /usr/local/bin/docker")
+pytestmark = [
+    pytest.mark.compat,
+    pytest.mark.skipif(not DOCKER.exists(),
+                       reason="the docker CLI is not installed at /usr/local/bin/docker"),
+]
 
 
 class DockerCLI:
@@ -330,3 +333,29 @@ def test_stats_no_stream(docker: DockerCLI, sleeper: str) -> None:
     assert fields[-1] == "1"  # PIDS
     mem = json.loads(docker.ok("stats", "--no-stream", "--format", "{{json .}}", sleeper))
     assert mem["Name"] == sleeper and mem["PIDs"] == "1"
+
+
+def test_system_prune(fresh_daemon, test_images) -> None:  # type: ignore[no-untyped-def]
+    """On a daemon of its own: prune removes every stopped container."""
+    with tempfile.TemporaryDirectory(prefix="berth-test-dockercfg-") as cfg:
+        docker = DockerCLI(fresh_daemon.host, cfg)
+        docker.ok("load", "-i", str(test_images.busybox_docker_tar))
+        cid = docker.ok("create", "busybox", "true").strip()
+        out = docker.ok("system", "prune", "-f")
+        assert out.startswith(f"Deleted Containers:\n{cid}\n")
+        assert "Total reclaimed space:" in out
+        assert docker.ok("ps", "-aq") == ""
+
+
+def test_container_prune_with_label_filter(docker: DockerCLI) -> None:
+    mark = uuid.uuid4().hex[:8]
+    doomed, kept = docker.name(), docker.name()
+    doomed_id = docker.ok("create", "--name", doomed, "--label", f"dcli.prune={mark}",
+                          "busybox", "true").strip()
+    docker.ok("create", "--name", kept, "busybox", "true")
+    out = docker.ok("container", "prune", "-f", "--filter", f"label=dcli.prune={mark}")
+    assert out.splitlines()[:2] == ["Deleted Containers:", doomed_id]
+    assert docker.run("inspect", doomed).returncode == 1
+    assert docker.ok("inspect", "-f", "{{.State.Status}}", kept).strip() == "created"
+    proc = docker.run("container", "prune", "-f", "--filter", "colour=red")
+    assert "invalid filter 'colour'" in proc.stderr

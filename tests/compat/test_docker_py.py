@@ -16,6 +16,8 @@ import pytest
 
 docker = pytest.importorskip("docker", reason="docker-py is not installed")
 
+pytestmark = pytest.mark.compat
+
 
 @pytest.fixture()
 def client(daemon) -> Iterator[Any]:  # type: ignore[no-untyped-def]
@@ -153,6 +155,17 @@ def test_events_decode(client: Any) -> None:
     assert first["Type"] == "container" and first["from"] == "busybox"
     assert first["Actor"]["Attributes"]["name"] == name
     assert first["timeNano"] // 10**9 == first["time"]
+
+
+def test_events_live_stream(client: Any) -> None:
+    name = new_name(client)
+    stream = client.events(decode=True, filters={"container": name, "event": "create"})
+    try:
+        client.containers.create("busybox", ["true"], name=name)
+        event = next(stream)
+        assert (event["Action"], event["Actor"]["Attributes"]["name"]) == ("create", name)
+    finally:
+        stream.close()
 
 
 def test_stats_one_shot(client: Any) -> None:

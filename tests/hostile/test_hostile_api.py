@@ -52,6 +52,12 @@ BAD = [
     ("POST", "/v1.41/images/busybox/tag?repo=evil%0Aname&tag=v1", None),
     ("POST", "/v1.41/images/busybox/tag?repo=busybox&tag=..%2F..", None),
     ("POST", "/v1.41/images/busybox/tag?repo=UPPER&tag=v1", None),
+    # filters that are valid JSON but not a filter object
+    *[(method, f"/v1.41/{path}?filters={value}", None)
+      for method, path in (("GET", "containers/json"), ("GET", "networks"), ("GET", "volumes"),
+                           ("POST", "networks/prune"), ("POST", "containers/prune"),
+                           ("GET", "images/json"))
+      for value in ("5", "true", "%5B1%5D", "%7B%22a%22%3A5%7D", "NaN")],
     # volumes
     ("POST", "/v1.41/volumes/create", b'{"Name": "../../escape"}'),
     ("POST", "/v1.41/volumes/create", b'{"Name": "bad\\nname"}'),

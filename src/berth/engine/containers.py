@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import hardening, launch, restart
+from berth.engine import hardening, launch, recovery, restart
 from berth.engine.db import ContainerDB
 from berth.engine.model import (
     ContainerConfig,
@@ -477,11 +477,12 @@ class ContainerService:
                 removed.set_result(None)
         self._on_event("destroy", container_id, {"name": record.name})
 
-    async def prune(self) -> list[str]:
+    async def prune(self, match: Callable[[ContainerRecord], bool] | None = None) -> list[str]:
+        """Remove the stopped containers (those ``match`` accepts: the API's filters)."""
         deleted = []
         for record in self.all():
             if record.status.state in (ContainerState.EXITED, ContainerState.CREATED,
-                                       ContainerState.DEAD):
+                                       ContainerState.DEAD) and (match is None or match(record)):
                 await self._remove_now(record.id)
                 deleted.append(record.id)
         return deleted
@@ -528,6 +529,7 @@ class ContainerService:
             self._save(replace(record, status=status))
             if record.host_config.auto_remove:
                 await self._remove_now(record.id, volumes=True)
+        await recovery.settle(self, self._db.all(), self._exec_root)  # what a crash left
         await restart.start_on_boot(self.restarts, self._db.all(), self.start)
 
     async def close(self) -> None:

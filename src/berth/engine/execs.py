@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[str, str, dict[str, str]], None]  # (action, container id, attributes)
 
 POLL_DETACHED = 0.1  # how often a detached exec's state is asked for until it ends
+KEEP_ENDED = 256  # ended execs kept for inspection; older ones are forgotten (a healthcheck
+# running every few seconds must not grow the daemon without bound)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class ExecService:
             raise InvalidArgument("No exec command specified")
         record, _ = self._containers.running_shim(ref)
         exec_id = secrets.token_hex(32)
+        self._forget_old()
         self._execs[exec_id] = _Exec(exec_id, record.id, config)
         self._containers.note_exec(record.id, exec_id, True)
         self._event(record.id, "exec_create: " + " ".join(config.cmd), exec_id)
@@ -120,6 +123,11 @@ class ExecService:
         if ex.running:
             await self._refresh(ex)
         return ex.view()
+
+    def _forget_old(self) -> None:
+        ended = [e.id for e in self._execs.values() if e.started and not e.running]
+        for exec_id in ended[:max(0, len(ended) - KEEP_ENDED + 1)]:
+            del self._execs[exec_id]
 
     def forget_container(self, container_id: str) -> None:
         """The container is gone: so are its execs (``GET /exec/{id}/json`` answers 404)."""

@@ -63,6 +63,8 @@ def devices_for(record: ContainerRecord) -> tuple[runtime_spec.DeviceSpec, ...]:
     A directory on the host adds every device below it, as Docker does.
     """
     out: list[runtime_spec.DeviceSpec] = []
+    if record.host_config.privileged:
+        out.extend(host_devices())
     for entry in record.host_config.devices:
         parts = entry.split(":")
         host = parts[0]
@@ -89,6 +91,27 @@ def devices_for(record: ContainerRecord) -> tuple[runtime_spec.DeviceSpec, ...]:
                                   f"device {host!r}: not a device node")
         out.append(dev)
     return tuple(out)
+
+
+_SKIP_DEV_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
+
+
+def host_devices(root: str = "/dev") -> list[runtime_spec.DeviceSpec]:
+    """Every device node of the host (``--privileged`` gets them all, as with Docker)."""
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (dirpath == root and d in _SKIP_DEV_DIRS)]
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            if path == os.path.join(root, "console") or os.path.islink(path):
+                continue
+            try:
+                dev = _device(path, path)
+            except OSError:
+                continue
+            if dev is not None:
+                out.append(dev)
+    return out
 
 
 def _device(host: str, inside: str) -> runtime_spec.DeviceSpec | None:

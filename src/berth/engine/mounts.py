@@ -183,7 +183,7 @@ def parse_mount_request(req: MountRequest) -> MountPoint:
     if req.source:
         validate_volume_name(req.source)
     return MountPoint("volume", dest, name=req.source, driver=req.driver or "local",
-                      rw=not req.read_only, anonymous=not req.source,
+                      mode="z", rw=not req.read_only, anonymous=not req.source,
                       copy_pending=not req.no_copy)
 
 

@@ -113,6 +113,10 @@ class NetworkStore:
     def __init__(self, path: Path) -> None:
         self._path = path
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     def load(self) -> NetworkState:
         try:
             data = json.loads(self._path.read_text())

@@ -129,6 +129,7 @@ class NetworkService:
         host never share a default bridge or iptables chains."""
         _LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
         candidates = ([wanted] if wanted else []) + [f"berth{i}" for i in range(64)]
+        me = str(self._store.path.parent.resolve()).encode()
         for name in candidates:
             fd = os.open(_LOCK_DIR / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -136,6 +137,15 @@ class NetworkService:
             except OSError:
                 os.close(fd)
                 continue
+            # a daemon that stopped with containers running keeps its bridge (and its chains)
+            # across the restart: only its own data root may take that name back
+            owner = os.pread(fd, 4096, 0).strip()
+            if owner and owner != me and Path("/sys/class/net", name).exists() and \
+                    Path(os.fsdecode(owner)).exists():
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me + b"\n", 0)
             self._bridge_lock_fd = fd
             return name
         raise Conflict("no free default bridge name (berth0..berth63 all held)")
@@ -410,7 +420,9 @@ class NetworkService:
         return str(path)
 
     async def _join_networks(self, sb: Sandbox, record: ContainerRecord) -> Sandbox:
-        nets = self._state.attachments.get(record.id) or {self._default().id: ()}
+        nets = self._state.attachments.get(record.id)
+        if nets is None:  # created before networks were recorded: Docker's default
+            nets = {self._default().id: ()}
         for i, (net_id, aliases) in enumerate(list(nets.items())):
             net = self._state.networks.get(net_id)
             if net is None:

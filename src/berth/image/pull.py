@@ -29,7 +29,7 @@ from berth.oci.descriptor import Descriptor, Platform
 from berth.oci.digest import Digest
 from berth.oci.image import Index, Manifest
 from berth.reference import DEFAULT_TAG, Reference, parse_named
-from berth.registry.auth import decode_registry_auth
+from berth.registry.auth import AuthConfig, decode_registry_auth
 from berth.registry.client import RegistryClient, RemoteManifest, Repository
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ class RegistryPuller:
         target = _target(ref)
         want = parse_platform(platform)
         credentials = decode_registry_auth(auth)
-        repo = self._client.repository(target.ref.domain, target.ref.path, credentials, "pull")
-        top = self._fetch_manifest(repo, target)
+        repo, top = self._resolve(target, credentials)
         remote = top
         if media_type_of(top) in mt.INDEX_TYPES:
             entry = select_manifest(Index.from_bytes(top.data), want)
@@ -189,6 +188,18 @@ class RegistryPuller:
         state = "Image is up to date for" if before == image_id and not written else \
             "Downloaded newer image for"
         sink.send({"status": f"Status: {state} {target.familiar}"})
+
+    def _resolve(self, target: _Target, credentials: AuthConfig
+                 ) -> tuple[Repository, RemoteManifest]:
+        """The manifest from the first mirror that has it, else from the registry itself."""
+        ref = target.ref
+        for mirror in self._client.mirrors(ref.domain, ref.path, credentials):
+            try:
+                return mirror, self._fetch_manifest(mirror, target)
+            except BerthError as err:
+                log.info("mirror %s: %s; trying the next source", mirror.endpoint.host, err)
+        repo = self._client.repository(ref.domain, ref.path, credentials, "pull")
+        return repo, self._fetch_manifest(repo, target)
 
     def _known(self, image_id: str) -> bool:
         try:

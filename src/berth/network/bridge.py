@@ -43,6 +43,10 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
         index = found[0]
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in ipr.get_addr(index=index, family=2)}
+        for address, plen in have - {(gateway, prefixlen)}:
+            # a bridge left by a daemon that died with another subnet
+            with contextlib.suppress(NetlinkError):
+                ipr.addr("del", index=index, address=address, prefixlen=plen)
         if (gateway, prefixlen) not in have:
             try:
                 ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)

@@ -54,16 +54,25 @@ def chain_names(prefix: str) -> tuple[str, str, str]:
     return f"{prefix}-FORWARD", f"{prefix}-DNAT", f"{prefix}-POSTROUTING"
 
 
+def input_chain(prefix: str) -> str:
+    return f"{prefix}-INPUT"
+
+
 def build_ruleset(prefix: str, bridges: Iterable[BridgeRules],
                   mappings: Iterable[PortMapping]) -> str:
     """iptables-restore input that (re)writes the daemon's chains completely."""
     fwd, dnat, post = chain_names(prefix)
     bridges = list(bridges)
     mappings = list(mappings)
-    filt = ["*filter", f":{fwd} - [0:0]"]
+    inp = input_chain(prefix)
+    filt = ["*filter", f":{fwd} - [0:0]", f":{inp} - [0:0]"]
     nat = ["*nat", f":{dnat} - [0:0]", f":{post} - [0:0]"]
     for b in bridges:
         br = b.bridge
+        # route_localnet lets 127.x cross the bridge for DNAT'ed loopback ports; a container
+        # must not use it to reach the host's loopback services (CVE-2020-8558)
+        filt.append(f"-A {inp} -i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate "
+                    "RELATED,ESTABLISHED -j DROP")
         if b.internal:
             filt.append(f"-A {fwd} -i {br} ! -o {br} -j DROP")
             filt.append(f"-A {fwd} ! -i {br} -o {br} -j DROP")
@@ -98,6 +107,7 @@ def jump_rules(prefix: str) -> list[tuple[str, str, list[str]]]:
     local = ["-m", "addrtype", "--dst-type", "LOCAL"]
     return [
         ("filter", "FORWARD", ["-j", fwd]),
+        ("filter", "INPUT", ["-j", input_chain(prefix)]),
         ("nat", "PREROUTING", [*local, "-j", dnat]),
         ("nat", "OUTPUT", [*local, "-j", dnat]),
         ("nat", "POSTROUTING", ["-j", post]),
@@ -148,7 +158,8 @@ class IptablesTables:
             while self._run("-t", table, "-D", chain, *rule, check=False):
                 pass
         fwd, dnat, post = chain_names(self.prefix)
-        for table, name in (("filter", fwd), ("nat", dnat), ("nat", post)):
+        for table, name in (("filter", fwd), ("filter", input_chain(self.prefix)),
+                            ("nat", dnat), ("nat", post)):
             self._run("-t", table, "-F", name, check=False)
             self._run("-t", table, "-X", name, check=False)
         self._jumps_ready = False

@@ -132,7 +132,11 @@ def error_text(status: int, reason: str, body: bytes) -> str:
         if texts:
             return texts[0] if len(texts) == 1 else "errors:\n" + "\n".join(texts)
     if status == 401:
-        return "unauthorized: authentication required"
+        # Docker Hub's token server: {"details": "incorrect username or password"}
+        details = data.get("details") if isinstance(data, dict) else None
+        if not isinstance(details, str) or not details:
+            details = "authentication required"
+        return f"unauthorized: {details}"
     if status == 404:
         return "not found"
     return f"unexpected status code {status} {reason}".rstrip()

@@ -142,11 +142,13 @@ class RegistryClient:
                     ctx.load_cert_chain(str(cert), str(key))
         return ctx
 
-    def _ping(self, domain: str) -> tuple[Endpoint, Response]:
+    def _ping(self, domain: str, candidates: Sequence[Endpoint] = ()
+              ) -> tuple[Endpoint, Response]:
         """GET /v2/ on the first endpoint that answers; remember it for this registry."""
         with self._lock:
             known = self._endpoints.get(domain)
-        candidates = [known] if known is not None else self._candidates(domain)
+        if not candidates:
+            candidates = [known] if known is not None else self._candidates(domain)
         last: BerthError | None = None
         for endpoint in candidates:
             try:
@@ -184,10 +186,33 @@ class RegistryClient:
 
     # -- sessions ------------------------------------------------------------------------------
 
+    def mirrors(self, domain: str, path: str, auth: AuthConfig) -> list[Repository]:
+        """Sessions on the configured mirrors that answer (Docker Hub pulls only, as dockerd)."""
+        if domain != HUB_DOMAIN:
+            return []
+        out = []
+        for url in self.config.mirrors:
+            parts = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                log.warning("ignoring registry mirror %r: not an http(s) URL", url)
+                continue
+            endpoint = Endpoint(parts.scheme, parts.netloc,
+                                self._tls_context(parts.netloc, verify=True)
+                                if parts.scheme == "https" else None)
+            try:
+                out.append(self._session(f"mirror {url}", [endpoint], path, auth, "pull", ()))
+            except BerthError as err:
+                log.warning("registry mirror %s is not usable: %s", url, err)
+        return out
+
     def repository(self, domain: str, path: str, auth: AuthConfig,
                    actions: str = "pull", extra_scopes: Sequence[str] = ()) -> Repository:
         """Ping the registry and authenticate for ``path`` with ``actions`` (``push,pull``)."""
-        endpoint, ping = self._ping(domain)
+        return self._session(domain, [], path, auth, actions, extra_scopes)
+
+    def _session(self, domain: str, candidates: Sequence[Endpoint], path: str,
+                 auth: AuthConfig, actions: str, extra_scopes: Sequence[str]) -> Repository:
+        endpoint, ping = self._ping(domain, candidates)
         scopes = (repository_scope(path, actions), *extra_scopes)
         repo = Repository(self, endpoint, domain, path, auth, scopes)
         if ping.status == 401:
@@ -248,11 +273,27 @@ class RegistryClient:
         endpoint = Endpoint(parts.scheme, parts.netloc,
                             self._tls_context(parts.netloc, verify=True)
                             if parts.scheme == "https" else None)
-        resp = self.send(endpoint, "GET", target, headers, retries=self.config.retries)
+        method = "GET"
+        resp = None
+        if auth.identity_token:
+            # OAuth2 refresh-token form; a server without it (404/405) gets the GET form
+            form = urllib.parse.urlencode([
+                ("grant_type", "refresh_token"), ("refresh_token", auth.identity_token),
+                ("service", service), ("client_id", "docker"), ("scope", " ".join(wanted))])
+            resp = self.send(endpoint, "POST", parts.path or "/",
+                             {"Content-Type": "application/x-www-form-urlencoded"},
+                             form.encode(), retries=self.config.retries)
+            if resp.status in (404, 405):
+                resp.read_all()
+                resp = None
+            else:
+                method, target = "POST", parts.path or "/"
+        if resp is None:
+            resp = self.send(endpoint, "GET", target, headers, retries=self.config.retries)
         raw = resp.read_all(1 << 20)
         if resp.status != 200:
             text = error_text(resp.status, resp.reason, raw)
-            where = f'Get "{endpoint.url(target)}": '
+            where = f'{method.title()} "{endpoint.url(target)}": '
             if resp.status == 401:
                 raise Unauthorized(where + text)
             raise Unavailable(where + text)

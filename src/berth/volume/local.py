@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
 from berth.snapshot.mount import Mount, is_mounted, mount_all, unmount
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,17 @@ class LocalDriver:
 
     def unmount(self, name: str) -> None:
         data = self.path(name)
-        if data.exists() and is_mounted(data):
+        for _ in range(8):  # stacked mounts, should a crash have left one behind
+            if not (data.exists() and is_mounted(data)):
+                return
             with contextlib.suppress(NotFound):
                 unmount(data, detach=True)
 
     def remove(self, name: str) -> None:
         self.unmount(name)
+        if self.path(name).exists() and is_mounted(self.path(name)):
+            # never delete through a mount: a bind volume's device is the user's data
+            raise Conflict(f"remove {name}: volume data is still mounted")
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     def is_empty(self, name: str) -> bool:

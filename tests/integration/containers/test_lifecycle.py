@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from tests.conftest import mounts_under
 from tests.integration.containers._probe import api, leftovers, shim_pids, wait_for
 
 pytestmark = pytest.mark.usefixtures("daemon")
@@ -280,27 +281,29 @@ def test_run_rm_leaves_nothing(daemon):
 
 
 @pytest.mark.parametrize("rm", [False, True], ids=["keep", "rm"])
-def test_command_not_found_leaves_nothing_running(daemon, rm):
+def test_command_not_found_leaves_nothing_behind(daemon, rm):
     shims_before = shim_pids(daemon)
+    dirs_before = set(os.listdir(daemon.data_root / "containers"))
     args = ["run", "--name", "nf-cmd"] + (["--rm"] if rm else []) + ["busybox", "nosuchcmd"]
     proc = daemon.cli(*args)
     try:
         assert proc.returncode == 127
         assert b'"nosuchcmd": executable file not found in $PATH' in proc.stderr
-        if rm:
+        new_dirs = set(os.listdir(daemon.data_root / "containers")) - dirs_before
+        if rm:  # the container is gone entirely
             assert daemon.cli("inspect", "nf-cmd").returncode == 1
-            cid = None
-        else:
+            assert not new_dirs
+            assert not [m for m in mounts_under(daemon.data_root) if "/containers/" in m]
+        else:  # kept in `created`, with its directory but nothing mounted or running
             cid = _status(daemon, "nf-cmd", "{{.Id}}")
+            assert new_dirs == {cid}
             assert _status(daemon, "nf-cmd") == "created 127"
             assert leftovers(daemon, cid, keep_dir=True).empty, leftovers(daemon, cid, True)
-        assert not [m for m in os.listdir(daemon.exec_root / "shims")
-                    if cid is None or m == cid[:24]] or not rm
         assert wait_for(lambda: shim_pids(daemon) <= shims_before), \
             shim_pids(daemon) - shims_before
     finally:
         _rm(daemon, "nf-cmd")
-    if cid is not None:
+    if not rm:
         assert leftovers(daemon, cid).empty
 
 

@@ -151,7 +151,8 @@ def test_inspect_shape(daemon, trio):
     assert (cfg["Tty"], cfg["OpenStdin"], cfg["AttachStdout"]) == (False, False, False)
     h = c["HostConfig"]
     assert h["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
-    assert h["LogConfig"]["Type"] == "json-file" and h["Runtime"] == "runc"
+    assert h["LogConfig"]["Type"] == "json-file"
+    assert h["Runtime"] == daemon.out("info", "-f", "{{.DefaultRuntime}}").strip()
     assert h["NetworkMode"] == "default" and h["AutoRemove"] is False
     assert c["Mounts"] == []
     assert isinstance(c["NetworkSettings"]["Networks"], dict)

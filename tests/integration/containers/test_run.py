@@ -164,7 +164,7 @@ def test_oom_killed_with_memory_limit(daemon):
 def test_container_survives_daemon_restart(fresh_daemon, test_images):
     d = fresh_daemon
     d.out("load", "-i", str(test_images.busybox_docker_tar))
-    d.out("run", "-d", "--name", "sv1", "busybox", "sh", "-c", "sleep 3; exit 7")
+    d.out("run", "-d", "--name", "sv1", "busybox", "sh", "-c", "sleep 8; exit 7")
     d.restart()
     assert "Up" in d.out("ps", "--filter", "name=sv1", "--format", "{{.Status}}")
     deadline = time.monotonic() + 30

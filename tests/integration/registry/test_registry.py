@@ -192,9 +192,10 @@ def test_manifest_list_without_host_platform_is_docker_error(reg_daemon, open_re
         reg_daemon.cli("rmi", "-f", ref)
 
 
-def test_zstd_layers_pull(reg_daemon, open_registry, test_images):
+def test_zstd_layers_pull(reg_daemon, own_registry, test_images):
     pytest.importorskip("zstandard")
-    ref = f"{open_registry.host}/me/zstd:1"
+    # a registry of its own: skopeo would reuse gzip blobs it knows to exist elsewhere
+    ref = f"{own_registry.host}/me/zstd:1"
     copy_in(test_images.layered_oci_dir, ref, "--dest-compress-format=zstd", "--dest-compress")
     manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
     assert manifest["layers"][0]["mediaType"].endswith("+zstd")
@@ -226,3 +227,63 @@ def test_client_chunked_upload_and_mount(open_registry: Registry, tmp_path):
     assert other.has_blob(digest)
     session = other.mount_blob("sha256:" + "0" * 64, "client/a")
     assert session  # an unknown blob opens an ordinary upload session instead
+
+
+def test_docker_hub_pulls_go_to_the_mirror(open_registry, test_images, tmp_path_factory):
+    from tests.conftest import stop_daemon
+    from tests.integration.registry.conftest import _start_daemon
+
+    copy_in(test_images.busybox_oci_dir, f"{open_registry.host}/library/busybox:mirrored")
+    root = tmp_path_factory.mktemp("berth-test-mirror")
+    d = _start_daemon(root, {"registry-mirrors": [f"http://{open_registry.host}"]})
+    try:
+        lines = d.out("pull", "busybox:mirrored").splitlines()
+        assert lines[0] == "mirrored: Pulling from library/busybox"
+        assert lines[-2:] == ["Status: Downloaded newer image for busybox:mirrored",
+                              "docker.io/library/busybox:mirrored"]
+        assert d.out("run", "--rm", "busybox:mirrored", "echo", "via mirror") == "via mirror\n"
+    finally:
+        stop_daemon(d)
+
+
+def _relabelled_layout(src: Path, dest: Path) -> Path:
+    """A copy of an OCI layout whose image has the same layers but another config."""
+    shutil.copytree(src, dest, symlinks=True)
+    index = json.loads((dest / "index.json").read_text())
+    blobs = dest / "blobs/sha256"
+
+    def put(data: bytes) -> str:
+        hexd = hashlib.sha256(data).hexdigest()
+        (blobs / hexd).write_bytes(data)
+        return f"sha256:{hexd}"
+
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
+    config = json.loads((blobs / manifest["config"]["digest"][7:]).read_bytes())
+    config["config"].setdefault("Labels", {})["org.berth.test.variant"] = "relabelled"
+    raw_config = json.dumps(config).encode()
+    manifest["config"] = {**manifest["config"], "digest": put(raw_config),
+                          "size": len(raw_config)}
+    raw_manifest = json.dumps(manifest).encode()
+    index["manifests"][0] = {**index["manifests"][0], "digest": put(raw_manifest),
+                             "size": len(raw_manifest)}
+    (dest / "index.json").write_text(json.dumps(index))
+    return dest
+
+
+def test_layers_already_present_are_not_downloaded_again(reg_daemon, open_registry,
+                                                         test_images, tmp_path):
+    first = f"{open_registry.host}/share/first:1"
+    second = f"{open_registry.host}/share/second:1"
+    copy_in(test_images.layered_oci_dir, first)
+    copy_in(_relabelled_layout(test_images.layered_oci_dir, tmp_path / "relabelled"), second)
+    try:
+        reg_daemon.out("pull", first)
+        lines = reg_daemon.out("pull", second).splitlines()
+        assert sum(line.endswith(": Already exists") for line in lines) == 5, lines
+        assert not any("Pull complete" in line or "fs layer" in line for line in lines)
+        assert lines[-2] == f"Status: Downloaded newer image for {second}"
+        out = reg_daemon.out("image", "inspect", "-f",
+                             '{{index .Config.Labels "org.berth.test.variant"}}', second)
+        assert out.strip() == "relabelled"
+    finally:
+        reg_daemon.cli("rmi", "-f", first, second)

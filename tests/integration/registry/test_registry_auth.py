@@ -85,7 +85,7 @@ def test_token_auth_scopes_and_login(reg_daemon, token_registry, token_server):
     host = token_registry.host
     bad = reg_daemon.cli("login", host, "-u", USER, "-p", "nope")
     assert bad.returncode == 1
-    assert "unauthorized: " in bad.stderr.decode()
+    assert "unauthorized: incorrect username or password" in bad.stderr.decode()
 
     ok = reg_daemon.cli("login", host, "-u", USER, "--password-stdin",
                         input=PASSWORD.encode())

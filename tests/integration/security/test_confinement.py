@@ -71,6 +71,11 @@ def test_privileged_lifts_everything(daemon, runtime):
     # Nothing is masked: /proc/timer_list always has content when the kernel has it.
     assert p["/proc/timer_list"] != "0"
     assert p["procsys"] == "rw"
+    # every host device node is there (Docker's privileged mode)
+    host_nodes = {n for n in os.listdir("/dev")
+                  if os.path.exists(f"/dev/{n}") and n not in ("console", "pts", "shm", "fd")
+                  and (os.stat(f"/dev/{n}").st_mode & 0o170000) in (0o020000, 0o060000)}
+    assert host_nodes <= set(p["dev"].strip(",").split(","))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

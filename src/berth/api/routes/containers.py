@@ -54,6 +54,9 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
         data = json.loads(raw)
     except ValueError as err:
         raise InvalidArgument(f"invalid filter '{raw}'") from err
+    # a filter that is not {"key": [values]} or {"key": {value: true}} (found by schemathesis)
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
+        raise InvalidArgument(f"invalid filter '{raw}'")
     out: dict[str, list[str]] = {}
     for key, value in data.items():
         # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
@@ -228,8 +231,13 @@ class ContainerRoutes:
         return web.Response(status=204)
 
     async def prune(self, request: web.Request) -> web.Response:
-        deleted = await self.service.prune()
-        return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+        from berth.api.prune_filters import container_prune_filter
+
+        match, sizes = await asyncio.to_thread(container_prune_filter, self.service,
+                                               _filters(request), time.time())
+        deleted = await self.service.prune(match)
+        return web.json_response({"ContainersDeleted": deleted or None,
+                                  "SpaceReclaimed": sum(sizes.get(i, 0) for i in deleted)})
 
     async def rename(self, request: web.Request) -> web.Response:
         name = request.query.get("name", "")
@@ -261,7 +269,13 @@ class ContainerRoutes:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         try:
-            info = await waiter
+            # A client that went away (``run -d`` drops its wait at once) ends the wait, as
+            # dockerd's request context does; left running it would hold berthd's shutdown.
+            await _until_done_or_disconnected(request, waiter)
+            if not waiter.done():
+                waiter.cancel()
+                return resp
+            info = waiter.result()
         except BerthError as err:
             await resp.write(json.dumps({"Error": {"Message": str(err)}, "StatusCode": -1})
                              .encode() + b"\n")
@@ -328,3 +342,13 @@ class ContainerRoutes:
                                   stderr=_flag(request, "stderr"), logs=_flag(request, "logs"),
                                   stream=_flag(request, "stream"),
                                   detach_keys=request.query.get("detachKeys"))
+
+
+async def _until_done_or_disconnected(request: web.Request, task: asyncio.Future[Any]) -> None:
+    """Wait for ``task`` while the client is connected (aiohttp has no disconnect callback
+    for a handler that is not reading a body, so the transport is checked now and then)."""
+    while not task.done():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.wait({task}, timeout=0.25)

@@ -314,8 +314,14 @@ class ImageRoutes:
             f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}")
         auth = request.headers.get("X-Registry-Auth")
         platform = request.query.get("platform") or None
-        return await self._progress_stream(
-            request, lambda progress: puller.pull(ref, auth, progress, platform))
+
+        def work(progress: Progress) -> None:
+            if platform:
+                puller.pull(ref, auth, progress, platform)
+            else:
+                puller.pull(ref, auth, progress)
+
+        return await self._progress_stream(request, work)
 
     async def _progress_stream(self, request: web.Request,
                                work: Callable[[Progress], None]) -> web.StreamResponse:

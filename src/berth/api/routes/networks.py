@@ -22,6 +22,9 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
         data = json.loads(raw)
     except ValueError as err:
         raise InvalidArgument(f"invalid filter '{raw}'") from err
+    # a filter that is not {"key": [values]} or {"key": {value: true}} (found by schemathesis)
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
+        raise InvalidArgument(f"invalid filter '{raw}'")
     return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in data.items()}
 
 

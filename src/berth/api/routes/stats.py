@@ -1,4 +1,4 @@
-"""``GET /containers/{id}/stats`` and ``GET /system/df``.
+"""``GET /containers/{id}/stats``, ``GET /system/df`` and ``POST /build/prune``.
 
 Stats: one JSON document per second (``stream=true``, the default) or a single one. As dockerd
 20.10 does, ``stream=false`` takes two readings a second apart so ``precpu_stats`` lets the
@@ -109,6 +109,7 @@ class StatsRoutes:
     def register(self, router: ApiRouter) -> None:
         router.add("GET", "/containers/{id}/stats", self.stats)
         router.add("GET", "/system/df", self.df)
+        router.add("POST", "/build/prune", self.build_prune)
 
     def _sample(self, ref: str) -> tuple[ContainerRecord, StatsSample]:
         record = self._containers.get(ref)
@@ -144,6 +145,11 @@ class StatsRoutes:
                 break  # removed meanwhile
         await response.write_eof()
         return response
+
+    async def build_prune(self, request: web.Request) -> web.StreamResponse:
+        # berth keeps no BuildKit cache (system df shows none): what dockerd answers when its
+        # BuildKit cache is empty, so `docker system prune` and `docker builder prune` work.
+        return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
     async def df(self, request: web.Request) -> web.StreamResponse:
         return json_response(await run_blocking(request, self._df))

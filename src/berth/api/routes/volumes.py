@@ -23,10 +23,19 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
         data = json.loads(raw)
     except ValueError as err:
         raise InvalidArgument(f"invalid filter '{raw}'") from err
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
         raise InvalidArgument(f"invalid filter '{raw}'")
     # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
     return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in data.items()}
+
+
+def _str_map(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"json: cannot unmarshal {type(value).__name__} into Go struct "
+                              f"field VolumeCreateBody.{field} of type map[string]string")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -58,10 +67,13 @@ class VolumeRoutes:
             raise InvalidArgument(f"invalid JSON body: {err}") from err
         if not isinstance(body, dict):
             body = {}
+        name = body.get("Name") or ""
+        if not isinstance(name, str):
+            raise InvalidArgument("json: cannot unmarshal number into Go struct field "
+                                  "VolumeCreateBody.Name of type string")
         record = await run_blocking(
-            request, self.service.create, str(body.get("Name") or "") or None,
-            str(body.get("Driver") or ""), body.get("DriverOpts") or {},
-            body.get("Labels") or {})
+            request, self.service.create, name or None, str(body.get("Driver") or ""),
+            _str_map(body.get("DriverOpts"), "DriverOpts"), _str_map(body.get("Labels"), "Labels"))
         return json_response(self._render(record), status=201)
 
     async def inspect(self, request: web.Request) -> web.Response:

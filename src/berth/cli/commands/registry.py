@@ -176,6 +176,10 @@ def login(cli: Cli, argv: list[str]) -> int:
             entry = {"identitytoken": token}
         doc.setdefault("auths", {})[key] = entry
     save_config(path, doc)
+    if not helper:
+        cli.err(f"\nWARNING! Your credentials are stored unencrypted in '{path}'.\n"
+                "Configure a credential helper to remove this warning. See\n"
+                "https://docs.docker.com/go/credential-store/\n")
     cli.out(str(result.get("Status") or "Login Succeeded"))
     return 0
 

@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 from berth.errors import Unavailable
 
@@ -133,7 +134,7 @@ def serve_forever(sock: socket.socket) -> int:
 
 
 def _fork_shim(sock: socket.socket, message: bytes, fds: list[int],
-               serve: object) -> dict[str, object]:
+               serve: Callable[[str, int], int]) -> dict[str, object]:
     try:
         config_path = str(json.loads(message)["config"])
     except (ValueError, KeyError, TypeError) as err:
@@ -145,11 +146,10 @@ def _fork_shim(sock: socket.socket, message: bytes, fds: list[int],
     except OSError as err:
         return {"ok": False, "error": f"fork: {err.strerror}"}
     if pid == 0:  # the intermediate: one more fork, so the shim is re-parented away from us
-        status = 1
+        status = 1  # os._exit below, whatever happens: this child must never return
         try:
             sock.close()
             if os.fork() == 0:
-                assert callable(serve)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # serve() sets its own
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 status = serve(config_path, fds[0])
