@@ -18,7 +18,6 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from tests.conftest import Daemon, start_daemon, stop_daemon  # noqa: E402
 from tests.hostile.conftest import request  # noqa: E402
 

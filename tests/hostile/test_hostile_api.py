@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tests.hostile.conftest import listing
 
 pytestmark = pytest.mark.usefixtures("daemon")

@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from tests.hostile.conftest import listing
 from tests.support.image_archives import config_json, docker_archive
 

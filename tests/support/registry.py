@@ -39,12 +39,19 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+            text = log.read_text()[-2000:]
+            if "address already in use" in text:
+                raise _PortLost(text)
+            raise RuntimeError(f"docker-registry exited: {text}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.05)
+            continue
+        time.sleep(0.05)  # someone else's listener answers too: make sure ours is alive
+        if proc.poll() is None:
+            return
     raise RuntimeError(f"docker-registry did not listen: {log.read_text()[-2000:]}")
 
 
@@ -210,6 +217,22 @@ def htpasswd_line(user: str, password: str) -> str:
 
 def start_registry(root: Path, *, htpasswd: tuple[str, str] | None = None,
                    tls: TestCA | None = None, token: TokenServer | None = None) -> Registry:
+    """Start one; a port another process took between choosing and binding means a retry."""
+    for attempt in range(3):
+        try:
+            return _start_registry(root, htpasswd, tls, token)
+        except _PortLost:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortLost(RuntimeError):
+    pass
+
+
+def _start_registry(root: Path, htpasswd: tuple[str, str] | None, tls: TestCA | None,
+                    token: TokenServer | None) -> Registry:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config: dict[str, object] = {

@@ -12,7 +12,6 @@ import subprocess
 import time
 
 import pytest
-
 from tests.conftest import mounts_under
 
 
@@ -42,7 +41,8 @@ def _shims(d) -> list[str]:  # type: ignore[no-untyped-def]
 def check_consistent(d) -> None:  # type: ignore[no-untyped-def]
     """Every container the daemon lists is whole; nothing on disk is unaccounted for."""
     ids = set(d.out("ps", "-aq", "--no-trunc").split())
-    assert _container_dirs(d) <= ids, f"container dirs without a container: {_container_dirs(d) - ids}"
+    orphans = _container_dirs(d) - ids
+    assert not orphans, f"container dirs without a container: {orphans}"
     for cid in ids:
         assert (d.data_root / "containers" / cid).is_dir(), f"{cid} has no directory"
         d.out("inspect", cid)

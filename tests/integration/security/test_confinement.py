@@ -26,7 +26,8 @@ done
 for d in /sys/firmware /proc/acpi /proc/scsi; do
   if [ -e $d ]; then echo $d=$(ls -A $d | wc -l); else echo $d=absent; fi
 done
-if (echo x > /proc/sys/kernel/domainname) 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi
+if (echo x > /proc/sys/kernel/domainname) 2>/dev/null
+then echo procsys=rw; else echo procsys=ro; fi
 if (echo h > /proc/sysrq-trigger) 2>/dev/null; then echo sysrq=rw; else echo sysrq=ro; fi
 echo dev=$(ls /dev | tr '\n' ,)
 """

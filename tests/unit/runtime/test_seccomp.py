@@ -77,7 +77,8 @@ def test_security_opt_choices():
     {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": {}},
     {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "X"}]},
     {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 9, "op": "SCMP_CMP_EQ"}]}]},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 9, "op": "SCMP_CMP_EQ"}]}]},
     {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["read"], "action": "SCMP_ACT_ALLOW",
          "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]},
