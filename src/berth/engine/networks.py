@@ -72,6 +72,10 @@ def _links() -> Any:
     return bridge, netns, veth
 
 
+# (action, network id, attributes): Docker's "network" events
+NetworkEventSink = Callable[[str, str, dict[str, str]], object]
+
+
 @dataclass(frozen=True)
 class ContainerNetworkView:
     """What inspect and ps show of a container's networking."""
@@ -85,7 +89,9 @@ class ContainerNetworkView:
 
 
 class NetworkService:
-    def __init__(self, data_root: Path, exec_root: Path) -> None:
+    def __init__(self, data_root: Path, exec_root: Path,
+                 on_event: NetworkEventSink | None = None) -> None:
+        self._on_event = on_event or (lambda action, net_id, attrs: None)
         self._store = NetworkStore(data_root / "networks.json")
         self._netns_dir = exec_root / "netns"
         self._state = self._store.load()
@@ -256,6 +262,7 @@ class NetworkService:
                 bridge, _, _ = _links()
                 await asyncio.to_thread(bridge.delete_bridge, rec.bridge)
                 raise
+        self._on_event("create", rec.id, {"name": rec.name, "type": rec.driver})
         return rec
 
     async def remove(self, ref: str) -> None:
@@ -273,6 +280,7 @@ class NetworkService:
             bridge, _, _ = _links()
             await asyncio.to_thread(bridge.delete_bridge, rec.bridge)
             await self._apply_rules()
+        self._on_event("destroy", rec.id, {"name": rec.name, "type": rec.driver})
 
     async def prune(self, keep: Callable[[NetworkRecord], bool] | None = None) -> list[str]:
         deleted = []
@@ -315,6 +323,7 @@ class NetworkService:
                 sb = replace(sb, endpoints=(*sb.endpoints, ep))
                 self._state.sandboxes[record.id] = sb
                 self._store.save(self._state)
+                self._endpoint_event("connect", ep, record.id)
                 if net.user_defined and not sb.dns:
                     await self._dns.serve(record.id, Path(sb.netns))
                     self._state.sandboxes[record.id] = replace(sb, dns=True)
@@ -338,6 +347,7 @@ class NetworkService:
                     _, _, veth = _links()
                     await asyncio.to_thread(veth.detach, ep.host_ifname)
                     self._release_address(ep)
+                    self._endpoint_event("disconnect", ep, record.id)
                 self._state.sandboxes[record.id] = replace(sb, endpoints=tuple(keep))
                 await self._apply_rules()
         self._store.save(self._state)
@@ -430,6 +440,7 @@ class NetworkService:
             ep = await self._attach(sb, net, aliases, record, f"eth{i}")
             sb = replace(sb, endpoints=(*sb.endpoints, ep), dns=sb.dns or net.user_defined)
             self._state.sandboxes[record.id] = sb
+            self._endpoint_event("connect", ep, record.id)
         if not sb.endpoints:
             return sb
         first = sb.endpoints[0]
@@ -496,6 +507,12 @@ class NetworkService:
             raise
         return done
 
+    def _endpoint_event(self, action: str, ep: Endpoint, container_id: str) -> None:
+        net = self._state.networks.get(ep.network_id)
+        if net is not None:
+            self._on_event(action, net.id, {"container": container_id, "name": net.name,
+                                            "type": net.driver})
+
     def _release_address(self, ep: Endpoint) -> None:
         net = self._state.networks.get(ep.network_id)
         if net is not None and net.pool is not None:
@@ -514,6 +531,7 @@ class NetworkService:
             self._ports.release(m.proto, m.host_ip, m.host_port)
         for ep in sb.endpoints:
             self._release_address(ep)
+            self._endpoint_event("disconnect", ep, container_id)
         self._store.save(self._state)
         if sb.ports or sb.endpoints:
             await self._apply_rules()

@@ -83,7 +83,9 @@ def build_engine(config: DaemonConfig) -> Engine:
     config.exec_root.mkdir(parents=True, exist_ok=True)
     events = EventBus()
     container_events = ContainerEvents(events)
-    networks = NetworkService(root, config.exec_root)
+    networks = NetworkService(
+        root, config.exec_root,
+        on_event=lambda action, net_id, attrs: events.publish("network", action, net_id, attrs))
     mount_table = MountTable(root / "berth.db")
     volumes = VolumeService(VolumeStore(root / "berth.db"), LocalDriver(root / "volumes"),
                             mount_table,

@@ -13,6 +13,7 @@ Checksum``, ``Download complete``, ``Extracting``, ``Pull complete``, ``Digest:`
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, cast
 
 from berth.content.store import LocalContentStore
-from berth.errors import BerthError, DigestMismatch, InvalidArgument, NotFound
+from berth.errors import BerthError, DigestMismatch, InvalidArgument, NotFound, Unavailable
 from berth.image.archive import host_platform
 from berth.image.progress import ProgressSink, progress_bar, short_id
 from berth.oci import descriptor as mt
@@ -270,8 +271,10 @@ class RegistryPuller:
                 log.warning("blob %s from %s: %s", desc.digest, repo.path, err)
                 raise DigestMismatch(
                     f"filesystem layer verification failed for digest {desc.digest}") from err
-            except OSError as err:
-                raise BerthError(f"failed to download {desc.digest}: {err}") from err
+            except Unavailable as err:
+                raise Unavailable(f"failed to download {desc.digest}: {err.message}") from err
+            except (OSError, http.client.HTTPException) as err:
+                raise Unavailable(f"failed to download {desc.digest}: {err}") from err
         if new:
             written.append(info.digest)
         if not quiet:
@@ -301,6 +304,9 @@ class _Reporting:
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
+        if not data and size != 0 and self._done < self._total:
+            # http.client returns short reads when the connection drops: say what happened
+            raise Unavailable("unexpected EOF")
         self._done += len(data)
         if self._report is not None and data and (
                 self._done - self._last >= _REPORT_EVERY or self._done >= self._total):

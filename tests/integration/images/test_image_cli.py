@@ -74,8 +74,10 @@ def test_layered_image_runs_and_history_matches_layers(daemon, test_images):
         history = daemon.out("history", "-q", "layered")
         assert history.splitlines()[0] == daemon.out(
             "image", "inspect", "-f", "{{.Id}}", "layered").strip()[7:19]
-        proc = daemon.cli("run", "--rm", "layered", "ls", "/etc/hostname")
-        assert proc.returncode == 1  # deleted by a whiteout in an upper layer
+        out = daemon.out("run", "--rm", "layered", "sh", "-c",
+                         "ls /data/keep; ls /data/dir; test -e /bin/vi || echo no-vi")
+        # whiteouts and the opaque directory of the upper layers hide the lower files
+        assert out.split() == ["stay.txt", "fresh", "nested", "no-vi"]
     finally:
         daemon.cli("rmi", "layered")
 

@@ -36,7 +36,11 @@ def _start_daemon(root: Path, daemon_json: dict[str, object],
     with pytest.MonkeyPatch.context() as mp:
         for key, value in (env or {}).items():
             mp.setenv(key, value)
-        proc = _spawn_daemon(root, sock, data_root, exec_root, root / "berthd.log")
+        try:
+            proc = _spawn_daemon(root, sock, data_root, exec_root, root / "berthd.log")
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
     cli_env = dict(os.environ)
     cli_env.pop("BERTH_HOST", None)
     cli_env["HOME"] = str(root / "home")

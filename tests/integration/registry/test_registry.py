@@ -287,3 +287,77 @@ def test_layers_already_present_are_not_downloaded_again(reg_daemon, open_regist
         assert out.strip() == "relabelled"
     finally:
         reg_daemon.cli("rmi", "-f", first, second)
+
+
+def _big_layer_layout(src: Path, dest: Path, size: int) -> Path:
+    """A copy of an OCI layout with one more (uncompressed, incompressible) layer on top."""
+    import io
+    import os
+    import tarfile
+
+    shutil.copytree(src, dest, symlinks=True)
+    blobs = dest / "blobs/sha256"
+
+    def put(data: bytes) -> str:
+        hexd = hashlib.sha256(data).hexdigest()
+        (blobs / hexd).write_bytes(data)
+        return f"sha256:{hexd}"
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("big.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    layer = buf.getvalue()
+    layer_digest = put(layer)
+    index = json.loads((dest / "index.json").read_text())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
+    config = json.loads((blobs / manifest["config"]["digest"][7:]).read_bytes())
+    config["rootfs"]["diff_ids"].append(layer_digest)
+    raw_config = json.dumps(config).encode()
+    manifest["config"] = {**manifest["config"], "digest": put(raw_config),
+                          "size": len(raw_config)}
+    manifest["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                               "digest": layer_digest, "size": len(layer)})
+    raw_manifest = json.dumps(manifest).encode()
+    index["manifests"][0] = {**index["manifests"][0], "digest": put(raw_manifest),
+                             "size": len(raw_manifest)}
+    (dest / "index.json").write_text(json.dumps(index))
+    return dest
+
+
+def test_interrupted_pull_leaves_no_half_blob_and_restarts_cleanly(reg_daemon, test_images,
+                                                                    tmp_path):
+    from tests.conftest import _tool
+    from tests.support.registry import start_registry
+
+    layout = _big_layer_layout(test_images.busybox_oci_dir, tmp_path / "big", 48 << 20)
+    reg = start_registry(tmp_path / "registry")
+    ingest = reg_daemon.data_root / "content/ingest"
+    blobs_before = content_blobs(reg_daemon)
+    try:
+        ref = f"{reg.host}/me/big:1"
+        copy_in(layout, ref)
+        puller = subprocess.Popen([*_tool("berth"), "-H", reg_daemon.host, "pull", ref],
+                                  env=reg_daemon.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                p.stat().st_size > (4 << 20) for p in ingest.iterdir()):
+            time.sleep(0.002)
+        reg.process.kill()  # the registry dies in the middle of the big layer
+        reg.process.wait()
+        _, err = puller.communicate(timeout=60)
+        assert puller.returncode == 1, err
+        assert b"unexpected EOF" in err or b"connection refused" in err, err
+        assert not any(ingest.iterdir())
+        assert content_blobs(reg_daemon) == blobs_before
+        # the same storage served again: the pull starts over and completes
+        reg.stop()
+        reg = start_registry(tmp_path / "registry")
+        again = f"{reg.host}/me/big:1"
+        assert "Status: Downloaded newer image" in reg_daemon.out("pull", again)
+        assert reg_daemon.out("run", "--rm", again, "ls", "/big.bin") == "/big.bin\n"
+    finally:
+        reg.stop()
+        reg_daemon.cli("rmi", "-f", f"{reg.host}/me/big:1")

@@ -114,8 +114,13 @@ def serve_forever(sock: socket.socket) -> int:
     """Answer fork requests until the daemon closes its end."""
     # Imported once here so that every forked shim starts with them in memory.
     from berth.runtime.shim import main as shim_main
-    from berth.runtime.shim import runtime_inproc  # noqa: F401 - preloaded for the shims
+    from berth.runtime.shim import runtime_inproc
     from berth.runtime.shim import server as _server  # noqa: F401 - preloaded for the shims
+
+    try:
+        runtime_inproc.preload()
+    except Exception:  # noqa: BLE001 - its shims import it themselves and report the error
+        log.exception("cannot preload berth's runtime")
 
     gc.freeze()  # forked shims then do not dirty the shared pages when they collect
     while True:

@@ -125,9 +125,12 @@ def serve(config: ShimConfig, ready_fd: int | None = None) -> int:
         log.exception("shim failed")
         return 1
     finally:
+        # only our own: a new shim of the same container (a quick restart) may have replaced it
         try:
-            os.unlink(config.pid_file)
-        except FileNotFoundError:
+            with open(config.pid_file) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(config.pid_file)
+        except (FileNotFoundError, ValueError):
             pass
 
 

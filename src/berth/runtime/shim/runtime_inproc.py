@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from berth.errors import BerthError
-from berth.runtime.init import cli as runtime_cli
-from berth.runtime.init.state import DEFAULT_ROOT
 from berth.runtime.shim.protocol import ShimConfig
 from berth.runtime.shim.runtime_cli import RuntimeCommandFailed, run_runtime
 
@@ -39,6 +37,11 @@ _PREFIXED = ("create", "start")  # berth-runtime says "berth-runtime create fail
 _SHIM_IGNORED = (signal.SIGINT, signal.SIGHUP)
 
 
+def preload() -> None:
+    """Import the runtime (the fork-server does, so its shims start with it in memory)."""
+    from berth.runtime.init import cli  # noqa: F401
+
+
 def runtime_runner(config: ShimConfig) -> RuntimeRunner:
     """How the shim runs ``<runtime> <args>``: in-process for berth's runtime, else the CLI."""
     if os.path.basename(config.runtime) == BUILTIN_RUNTIME and not config.runtime_args:
@@ -54,6 +57,11 @@ class InProcessRuntime:
     """``run_runtime`` for ``berth-runtime``, without a process."""
 
     def __init__(self, config: ShimConfig) -> None:
+        # Imported here: a shim of another runtime never needs berth's.
+        from berth.runtime.init import cli as runtime_cli
+        from berth.runtime.init.state import DEFAULT_ROOT
+
+        self._cli = runtime_cli
         self._config = config
         self._root = config.runtime_root or DEFAULT_ROOT
 
@@ -64,8 +72,8 @@ class InProcessRuntime:
         command = args[0]
         started = time.monotonic()
         try:
-            parsed = runtime_cli.parse_args(args)
-            handler = runtime_cli.COMMANDS[command]
+            parsed = self._cli.parse_args(args)
+            handler = self._cli.COMMANDS[command]
             if command == "create":
                 _with_container_stdio(stdio, lambda: handler(self._root, parsed))
             else:

@@ -140,6 +140,7 @@ class Shim:
         try:
             self._log = JsonLogWriter(self.config.log_path)
             self._server = _listen(self.config.socket_path)
+            self._socket_ino = os.stat(self.config.socket_path).st_ino
         except OSError as err:
             # Nobody could monitor the created container: remove it again.
             log.error("cannot serve %s: %s", self.config.socket_path, err)
@@ -273,8 +274,10 @@ class Shim:
         if self._server is not None:
             self._loop.watch(self._server.fileno())
             self._server.close()
+        # A new shim of the same container (a quick restart) may own the path by now.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.config.socket_path)
+            if os.stat(self.config.socket_path).st_ino == getattr(self, "_socket_ino", None):
+                os.unlink(self.config.socket_path)
         sinks = [self._stdin] + [s.sink for s in self._execs.values()]
         outputs = self._outputs + [o for s in self._execs.values() for o in s.outputs]
         for sink in sinks:
