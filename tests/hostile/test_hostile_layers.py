@@ -158,3 +158,37 @@ def test_huge_pax_header_is_bounded(daemon, api, victim):
         daemon.cli("rmi", "-f", "hostile-pax:v1")
     if refused(status, body):
         assert listing(daemon.data_root) == before
+
+
+@pytest.mark.parametrize("link", ["abs", "rel"])
+def test_cp_through_container_symlinks_stays_inside(daemon, api, victim, tmp_path, link):
+    """``cp`` into and out of a container through a symlink aimed at the host: both ends are
+    resolved inside the container's root, as Docker does."""
+    target = str(victim) if link == "abs" else up(victim)
+    tag = f"hostile-cplink-{link}:v1"
+    status, body = load(api, archive(layer(*busybox(), entry(
+        "esc", tarfile.SYMTYPE, b"", linkname=target)), tag))
+    if link == "rel":
+        # Docker refuses a layer symlink that climbs out; nothing to copy through then.
+        assert refused(status, body) and status < 500, body
+        return
+    assert status == 200 and b'"error' not in body, body
+    cid = daemon.out("create", tag, "sh").strip()
+    try:
+        src = tmp_path / "pwned"
+        src.write_text("pwned\n")
+        proc = daemon.cli("cp", str(src), f"{cid}:/esc/pwned")
+        assert_host_untouched(victim)
+        if proc.returncode == 0:
+            # it landed in the container's own copy of that path
+            out = tmp_path / "back"
+            daemon.out("cp", f"{cid}:{victim}/pwned", str(out))
+            assert out.read_text() == "pwned\n"
+        # reading through the link never returns the host's file
+        proc = daemon.cli("cp", f"{cid}:/esc/victim", str(tmp_path / "stolen"))
+        assert proc.returncode != 0
+        assert not (tmp_path / "stolen").exists()
+    finally:
+        daemon.cli("rm", "-f", cid)
+        daemon.cli("rmi", "-f", tag)
+    assert_host_untouched(victim)

@@ -266,7 +266,7 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
 
     binds: list[str] = []
     volumes: dict[str, Any] = {}
-    for spec in opts["volume"]:
+    for spec in dict.fromkeys(opts["volume"]):  # docker collects -v in a set: repeats are one
         if ":" in spec.lstrip("/") and not spec.startswith(":"):
             binds.append(spec)
         else:
@@ -388,8 +388,14 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
 
 def _read(read_file: Callable[[str], str] | None, path: str) -> str:
     if read_file is None:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+        except OSError as err:  # docker: "open PATH: no such file or directory", exit 125
+            from berth.cli.context import StatusError
+
+            raise StatusError(f"berth: open {path}: {(err.strerror or str(err)).lower()}\n\n"
+                              "Run 'berth run --help' for more information", 125) from None
     return read_file(path)
 
 

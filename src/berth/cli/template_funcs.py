@@ -176,6 +176,9 @@ def _verb(spec: str, verb: str, arg: Any) -> str:
 def _json(value: Any) -> str:
     from berth.cli.client import go_json
 
+    if isinstance(value, dict) and any(callable(v) for v in value.values()):
+        # a listing row: docker marshals its fields (sorted), not its methods like .Label
+        value = {k: value[k] for k in sorted(value) if not callable(value[k])}
     return go_json(None if value is NO_VALUE else value)
 
 

@@ -201,7 +201,8 @@ def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     return info
 
 
-def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int], str]) -> None:
+def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int], str],
+         bare_root: bool = True) -> None:
     st = os.lstat(path)
     key = (st.st_dev, st.st_ino)
     if stat.S_ISSOCK(st.st_mode):
@@ -225,8 +226,8 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
         tar.addfile(info)
     if info.type == tarfile.DIRTYPE:
         for entry in sorted(os.listdir(path)):
-            _add(tar, os.path.join(path, entry), f"{name}/{entry}" if name != "." else entry,
-                 links)
+            _add(tar, os.path.join(path, entry),
+                 entry if name == "." and bare_root else f"{name}/{entry}", links)
 
 
 def op_get(path: str, out: IO[bytes]) -> None:
@@ -234,7 +235,8 @@ def op_get(path: str, out: IO[bytes]) -> None:
     out.write((json.dumps({"stat": info}) + "\n").encode())
     out.flush()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, resolved, base if base != "/" else ".", {})
+        # "dir/." names the entries "./x" as docker does: clients rebase the "." prefix
+        _add(tar, resolved, base if base != "/" else ".", {}, bare_root=base != ".")
 
 
 def _check_name(name: str) -> str:

@@ -346,6 +346,9 @@ class BuildService:
         upper = cdir / "upper"
         layer_dir = Path(tempfile.mkdtemp(prefix="commit-", dir=self._work))
         try:
+            if not upper.is_dir():  # created, never started: no writable layer, an empty diff
+                upper = layer_dir / "empty"
+                upper.mkdir()
             layer = layer_dir / "layer.tar"
             with open(layer, "wb") as out:
                 write_diff(upper, out)

@@ -59,6 +59,8 @@ def merge_image_config(user: ContainerConfig, image: Any) -> ContainerConfig:
         if not cmd:
             cmd = _tuple(getattr(image, "cmd", None))
     # an entrypoint given at create resets the image's cmd (the user's cmd still applies)
+    if entrypoint is not None and list(entrypoint) == [""]:  # docker: --entrypoint '' clears it
+        entrypoint = None
     labels = dict(getattr(image, "labels", None) or {})
     labels.update(user.labels)
     exposed = list(user.exposed_ports)

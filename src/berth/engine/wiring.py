@@ -79,7 +79,11 @@ def build_engine(config: DaemonConfig) -> Engine:
     content = LocalContentStore(root / "content")
     content.clean_ingest()
     layers = LayerStore(root / "layers")
-    images = ImageStore(content, layers, root / "berth.db", docker_version=ENGINE_VERSION)
+    users: list[ContainerService] = []  # bound below: rmi must see the containers on an image
+    images = ImageStore(content, layers, root / "berth.db", docker_version=ENGINE_VERSION,
+                        image_users=lambda image_id: [
+                            (r.id, r.is_running) for svc in users for r in svc.all()
+                            if r.image_id == image_id])
     config.exec_root.mkdir(parents=True, exist_ok=True)
     events = EventBus()
     container_events = ContainerEvents(events)
@@ -99,6 +103,7 @@ def build_engine(config: DaemonConfig) -> Engine:
         forkserver=start_forkserver(str(config.exec_root)),  # before asyncio and threads
         networks=networks, mounts=mounts)
     container_events.bind(containers.get)
+    users.append(containers)
     execs = ExecService(containers, on_event=container_events)
     container_events.on_action(
         lambda action, cid: execs.forget_container(cid) if action == "destroy" else None)

@@ -179,3 +179,53 @@ def test_init_is_pid1_and_forwards_signals(daemon, runtime):
         assert code == "143"  # tini reports the child's SIGTERM as 128+15
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_no_new_privileges_with_the_default_profile(daemon, runtime):
+    # berth-runtime then loads the filter as the very last step before execve
+    p = probe(daemon, "--runtime", runtime, "--security-opt", "no-new-privileges:true")
+    assert (p["Seccomp"], p["NoNewPrivs"], p["CapEff"]) == ("2", "1", DOCKER_CAPS)
+    # and as a non-root user, whose capabilities are all gone
+    p = probe(daemon, "--runtime", runtime, "--user", "1000:1000", "--security-opt",
+              "no-new-privileges")
+    assert (p["Seccomp"], p["NoNewPrivs"], p["CapEff"]) == ("2", "1", "0000000000000000")
+
+
+def test_missing_profile_file_is_reported_by_the_client(daemon, tmp_path):
+    proc = daemon.cli("run", "--rm", "--security-opt", f"seccomp={tmp_path}/nope.json",
+                      "busybox", "true")
+    assert proc.returncode == 125
+    assert b"nope.json" in proc.stderr
+    assert b"no such file or directory" in proc.stderr
+
+
+def _docker_available() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.compat
+def test_probe_matches_real_docker(daemon, test_images):
+    """Side by side with a real dockerd when one runs here (shared/tools/anchors-setup.sh)."""
+    import subprocess
+
+    if not _docker_available():
+        pytest.skip("no dockerd on this host")
+    subprocess.run(["docker", "load", "-i", str(test_images.busybox_docker_tar)],
+                   capture_output=True, check=True, timeout=120)
+    proc = subprocess.run(["docker", "run", "--rm", "busybox", "sh", "-c", PROBE],
+                          capture_output=True, timeout=120, check=True)
+    theirs = dict(line.replace(":", "=", 1).partition("=")[::2]
+                  for line in proc.stdout.decode().splitlines())
+    ours = probe(daemon)
+    keys = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp", "NoNewPrivs",
+            "procsys", "sysrq", "/proc/kcore", "/proc/keys", "/sys/firmware"]
+    assert {k: ours.get(k) for k in keys} == {k: theirs.get(k) for k in keys}

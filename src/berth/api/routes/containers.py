@@ -22,6 +22,12 @@ from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
+# docker ps: the filter keys dockerd accepts (some are accepted and not applied by berth)
+_PS_FILTERS = frozenset({"ancestor", "before", "expose", "exited", "health", "id", "isolation",
+                         "is-task", "label", "name", "network", "publish", "since", "status",
+                         "volume"})
+_PS_STATES = frozenset(s.value for s in ContainerState)
+
 
 class ImageNames(Protocol):
     """What the container routes need from the image store."""
@@ -140,6 +146,12 @@ class ContainerRoutes:
         show_all = _flag(request, "all")
         limit = _int_query(request, "limit") or -1
         filters = _filters(request)
+        for key, values in filters.items():  # docker rejects what it does not know
+            if key not in _PS_FILTERS:
+                raise InvalidArgument(f"Invalid filter '{key}'")
+            for v in values if key == "status" else ():
+                if v not in _PS_STATES:
+                    raise InvalidArgument(f"Invalid filter 'status={v}'")
         records = self.service.all()
         if limit > 0 or filters.get("status") or filters.get("exited"):
             show_all = True
@@ -183,6 +195,10 @@ class ContainerRoutes:
                     if k not in r.config.labels or (eq and r.config.labels[k] != val):
                         return False
             if key == "ancestor" and not self._has_ancestor(r, values):
+                return False
+            if key in ("before", "since") and not all(
+                    (r.created < self.service.get(v).created) == (key == "before")
+                    and r.id != self.service.get(v).id for v in values):
                 return False
             if key == "volume" and self.service.mounts is not None and not any(
                     v in (m.name, m.source, m.destination)

@@ -186,11 +186,25 @@ def _add(tar: Any, path: str, rel: str) -> None:
         tar.addfile(info)
 
 
+def _check_tags(tags: list[str]) -> None:
+    """docker checks ``-t`` before sending the context, not after the build (exit 125)."""
+    from berth.errors import InvalidReference
+    from berth.reference import parse_named
+
+    for tag in tags:
+        try:
+            parse_named(tag)
+        except InvalidReference as err:
+            raise StatusError(f'invalid argument "{tag}" for "-t, --tag" flag: {err}\n'
+                              "See 'berth build --help'.", 125) from None
+
+
 def build(cli: Cli, argv: list[str]) -> int:
     from berth.cli.client import go_json
     from berth.cli.render import human_size
 
     opts, args = cli.parse(BUILD, argv)
+    _check_tags(opts["tag"])
     source = args[0]
     query: dict[str, Any] = {}
     stream: Any = None

@@ -284,7 +284,16 @@ def rm(cli: Cli, argv: list[str]) -> int:
         q["link"] = 1
     if opts["force"]:
         q["force"] = 1
-    return _each(cli, args, lambda n: cli.client.request("DELETE", f"/containers/{n}", q))
+    failed = False
+    for name in args:
+        try:
+            cli.client.request("DELETE", f"/containers/{name}", q)
+            cli.out(name)
+        except ApiError as exc:
+            cli.err(f"Error response from daemon: {exc.message}")
+            # docker: with --force a missing container is reported but is not a failure
+            failed = failed or not (opts["force"] and exc.status == 404)
+    return 1 if failed else 0
 
 
 WAIT = Command("wait", "wait CONTAINER [CONTAINER...]",

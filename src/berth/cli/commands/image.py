@@ -291,7 +291,11 @@ def import_(cli: Cli, argv: list[str]) -> int:
     elif "://" in source_arg:
         query["fromSrc"] = source_arg
     else:
-        stream = open(source_arg, "rb")
+        try:
+            stream = open(source_arg, "rb")
+        except OSError as err:  # docker: "open PATH: no such file or directory", exit 1
+            raise StatusError(f"open {source_arg}: {(err.strerror or str(err)).lower()}",
+                              1) from None
     try:
         resp = cli.client.request("POST", "/images/create", query, stream=stream,
                                   headers={"Content-Type": "application/x-tar"}

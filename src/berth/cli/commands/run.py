@@ -57,6 +57,10 @@ def _create_container(cli: Cli, opts: dict[str, Any], query: dict[str, Any],
                       body: dict[str, Any]) -> str:
     client = cli.client
     image = body["Image"]
+    if opts["cidfile"] and os.path.exists(opts["cidfile"]):  # docker checks before creating
+        raise StatusError(f"berth: container ID file found, make sure the other container isn't "
+                          f"running or delete {opts['cidfile']}\n\n"
+                          f"Run 'berth {cli.invoked} --help' for more information", 125)
     if opts["pull"] == "always":
         _pull(cli, image, opts["platform"])
     try:

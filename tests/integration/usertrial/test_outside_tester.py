@@ -1,0 +1,168 @@
+"""Bugs an outside tester found using berth the way Docker is used (one test per bug)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def _name(prefix: str) -> str:
+    return f"ut-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_rmi_refuses_last_tag_of_image_a_container_uses(daemon) -> None:  # type: ignore[no-untyped-def]
+    # docker: untagging the only name of an image a container runs on is a conflict (exit 1);
+    # berth untagged it and deleted the layers under the running container's rootfs
+    tag, ctr = f"{_name('rmi')}:v1", _name("rmi")
+    daemon.out("run", "--name", ctr, "busybox", "true")
+    try:
+        daemon.out("commit", ctr, tag)  # a new image whose only name is `tag`
+        daemon.out("rm", ctr)
+        daemon.out("create", "--name", ctr, tag, "true")
+        proc = daemon.cli("rmi", tag)
+        assert proc.returncode == 1, proc.stdout
+        assert b"(must force) - container" in proc.stderr
+        assert daemon.cli("image", "inspect", tag).returncode == 0
+    finally:
+        daemon.cli("rm", "-f", ctr)
+        daemon.cli("rmi", "-f", tag)
+
+
+def test_commit_created_container(daemon) -> None:  # type: ignore[no-untyped-def]
+    # docker commits a never-started container (an empty layer); berth failed on its upper dir
+    tag, ctr = f"{_name('commit')}:v1", _name("commit")
+    daemon.out("create", "--name", ctr, "busybox", "true")
+    try:
+        daemon.out("commit", ctr, tag)
+        assert daemon.out("run", "--rm", tag, "echo", "ok") == "ok\n"
+    finally:
+        daemon.cli("rm", "-f", ctr)
+        daemon.cli("rmi", "-f", tag)
+
+
+def test_ps_format_json(daemon) -> None:  # type: ignore[no-untyped-def]
+    # docker ps --format json prints one JSON object per container
+    ctr = _name("psjson")
+    daemon.out("create", "--name", ctr, "-l", "k=v", "busybox", "true")
+    try:
+        out = daemon.out("ps", "-a", "--filter", f"name={ctr}", "--format", "json")
+        doc = json.loads(out.strip())
+        assert doc["Names"] == ctr and doc["Labels"] == "k=v"
+        out = daemon.out("ps", "-a", "--filter", f"name={ctr}", "--format", "{{json .}}")
+        assert json.loads(out.strip())["Names"] == ctr
+    finally:
+        daemon.cli("rm", "-f", ctr)
+
+
+def test_rm_force_missing_container_exits_zero(daemon) -> None:  # type: ignore[no-untyped-def]
+    # docker rm -f prints the not-found error but exits 0
+    proc = daemon.cli("rm", "-f", "ut-no-such-container")
+    assert proc.returncode == 0
+    assert b"No such container: ut-no-such-container" in proc.stderr
+    assert daemon.cli("rm", "ut-no-such-container").returncode == 1
+
+
+def test_missing_env_file_and_import_file_are_errors_not_tracebacks(daemon) -> None:  # type: ignore[no-untyped-def]
+    proc = daemon.cli("run", "--rm", "--env-file", "/ut-no-such-file", "busybox", "true")
+    assert proc.returncode == 125
+    assert b"open /ut-no-such-file: no such file or directory" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    proc = daemon.cli("import", "/ut-no-such-file.tar", "ut-import:x")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == b"open /ut-no-such-file.tar: no such file or directory"
+
+
+def test_entrypoint_empty_string_resets_entrypoint(daemon) -> None:  # type: ignore[no-untyped-def]
+    # docker: --entrypoint '' clears the entrypoint and runs the given command
+    assert daemon.out("run", "--rm", "--entrypoint", "", "busybox", "echo", "x") == "x\n"
+
+
+def test_cp_dir_contents_with_trailing_dot(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # docker cp ctr:/dir/. dest copies the contents of dir into dest, nothing outside dest
+    ctr = _name("cpdot")
+    daemon.out("run", "-d", "--name", ctr, "busybox", "sh", "-c",
+               "mkdir -p /d/sub && echo a > /d/a && echo s > /d/sub/s && sleep 60")
+    try:
+        dest = tmp_path / "out"
+        daemon.out("cp", f"{ctr}:/d/.", str(dest))
+        assert (dest / "a").read_text() == "a\n"
+        assert (dest / "sub" / "s").read_text() == "s\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+        raw = daemon.cli("cp", f"{ctr}:/d/.", "-", check=True).stdout
+        names = tarfile.open(fileobj=io.BytesIO(raw)).getnames()
+        assert all(n == "." or n.startswith("./") for n in names), names
+    finally:
+        daemon.cli("rm", "-f", ctr)
+
+
+@pytest.mark.xfail(strict=True, reason="GET /containers/{id}/export and `berth export` are "
+                   "not implemented")
+def test_export(daemon) -> None:  # type: ignore[no-untyped-def]
+    ctr = _name("export")
+    daemon.out("create", "--name", ctr, "busybox", "true")
+    try:
+        raw = daemon.cli("export", ctr, check=True).stdout
+        assert "bin/busybox" in tarfile.open(fileobj=io.BytesIO(raw)).getnames()
+    finally:
+        daemon.cli("rm", "-f", ctr)
+
+
+def test_build_rejects_bad_tag_before_building(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # docker validates -t up front (exit 125); berth built the image, then failed to tag it
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo should-not-run\n")
+    proc = daemon.cli("build", "-t", "Bad Tag", str(tmp_path))
+    assert proc.returncode == 125
+    assert b'invalid argument "Bad Tag" for "-t, --tag" flag: invalid reference format' \
+        in proc.stderr
+    assert b"should-not-run" not in proc.stdout
+
+
+def test_ps_filters_before_since_and_invalid(daemon) -> None:  # type: ignore[no-untyped-def]
+    names = [_name("order") for _ in range(3)]
+    try:
+        for n in names:
+            daemon.out("create", "--name", n, "busybox", "true")
+        ours = set(names)
+
+        def ps(*f: str) -> set[str]:
+            out = daemon.out("ps", "-a", "--format", "{{.Names}}", *f)
+            return set(out.split()) & ours
+
+        assert ps("-f", f"before={names[1]}") == {names[0]}
+        assert ps("-f", f"since={names[1]}") == {names[2]}
+        proc = daemon.cli("ps", "-f", "bogus=1")
+        assert (proc.returncode, proc.stderr) == (
+            1, b"Error response from daemon: Invalid filter 'bogus'\n")
+        proc = daemon.cli("ps", "-f", "status=bogus")
+        assert (proc.returncode, proc.stderr) == (
+            1, b"Error response from daemon: Invalid filter 'status=bogus'\n")
+    finally:
+        daemon.cli("rm", "-f", *names)
+
+
+def test_existing_cidfile_is_refused_before_create(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # docker refuses up front (exit 125, no container made); berth created one, then crashed
+    cidfile = tmp_path / "cid"
+    cidfile.write_text("old")
+    name = _name("cid")
+    try:
+        proc = daemon.cli("run", "--name", name, "--cidfile", str(cidfile), "busybox", "true")
+        assert proc.returncode == 125
+        assert b"container ID file found" in proc.stderr and b"Traceback" not in proc.stderr
+        assert daemon.out("ps", "-aq", "--filter", f"name={name}") == ""
+    finally:
+        daemon.cli("rm", "-f", name)
+
+
+def test_repeated_identical_volume_flag_is_one_mount(daemon) -> None:  # type: ignore[no-untyped-def]
+    # the docker CLI sends `-v v:/d -v v:/d` as one bind; berth failed "Duplicate mount point"
+    vol = _name("dupvol")
+    try:
+        daemon.out("run", "--rm", "-v", f"{vol}:/d", "-v", f"{vol}:/d", "busybox", "true")
+    finally:
+        daemon.cli("volume", "rm", vol)
