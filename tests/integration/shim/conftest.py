@@ -145,7 +145,7 @@ def make_container(crun_host: str, tmp_path: Path) -> Iterator[Callable[..., Con
             open_stdin=open_stdin,
             stdin_once=stdin_once,
             linger_seconds=linger,
-            debug_log=str(bundle / "shim.log"),
+            debug_log=os.path.join(short, f"{len(made)}.log"),
         )
         container = Container(config, parent)
         made.append(container)

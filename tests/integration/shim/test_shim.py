@@ -357,3 +357,23 @@ def test_exec_needs_a_running_container(make_container: Make) -> None:
     client.kill(signal.SIGKILL)
     assert client.wait(timeout=20).exit_code == 137
     wait_for_shim_exit(c.config)
+
+
+def test_shim_kills_a_container_whose_bundle_was_removed(make_container: Make) -> None:
+    """A crash mid-start can leave a created container that the engine then removes: its shim
+    must not keep it (and itself) alive forever."""
+    import shutil
+
+    from tests.integration.shim.conftest import _pid_alive
+
+    c = make_container(("/bin/sleep", "100"))
+    client = start_shim(c.config)
+    pid = client.state().pid
+    assert _pid_alive(pid)
+    shutil.rmtree(c.config.bundle)
+    state = Path(c.config.runtime_root or "") / c.config.container_id
+    deadline = time.monotonic() + 15
+    while (_pid_alive(pid) or state.exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(pid), "the container outlived its removed bundle"
+    assert not state.exists(), "the runtime's state was not deleted"

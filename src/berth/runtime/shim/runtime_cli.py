@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 
 from berth.errors import BerthError
 from berth.runtime.shim.protocol import ShimConfig
@@ -24,7 +25,10 @@ def run_runtime(
     ``waitpid(-1)`` reaper never sees it. Raises RuntimeCommandFailed with the runtime's last
     logged error (or its stderr) on failure.
     """
-    log_path = os.path.join(config.bundle, f".runtime-{os.getpid()}-{args[0]}.log")
+    # beside the bundle, unless it was removed under a dying container (the runtime still
+    # needs somewhere to write its log to delete the container)
+    log_dir = config.bundle if os.path.isdir(config.bundle) else tempfile.gettempdir()
+    log_path = os.path.join(log_dir, f".runtime-{os.getpid()}-{args[0]}.log")
     argv = [config.runtime, *config.runtime_args]
     if config.runtime_root:
         argv += ["--root", config.runtime_root]

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 64 * 1024
 CLIENT_BUFFER_LIMIT = 4 * 1024 * 1024  # per attached client; beyond it output is dropped
 CLOSE_GRACE = 2.0  # how long attached clients get to take their last output
+ORPHAN_CHECK_SECONDS = 2.0  # how often a running shim checks that its bundle still exists
 
 
 @dataclass(eq=False)
@@ -152,7 +153,14 @@ class Shim:
         self._watch_outputs(self._outputs)
         self._signal_ready({"ok": True, "pid": self._container_pid})
 
-        self._loop.run_until(lambda: self._exit_raw is not None)
+        while self._exit_raw is None:
+            self._loop.run_until(lambda: self._exit_raw is not None, ORPHAN_CHECK_SECONDS)
+            if self._exit_raw is None and not os.path.isdir(self.config.bundle):
+                # The engine removed the container without us (a crash mid-start): nobody
+                # will start, attach or wait any more, so the container must not live on.
+                log.warning("bundle %s is gone: killing the container", self.config.bundle)
+                with contextlib.suppress(BerthError):
+                    self._kill(protocol.KillRequest(signal.SIGKILL, False))
         exited_at = rfc3339_nano()
         self._status = "stopped"
         # Output may stay open a little after the init exits (an orphan may hold the pipe).
@@ -166,7 +174,8 @@ class Shim:
             oom_killed=(oom_kill_count(self._cgroups_path()) or 0) > 0,
             pid=self._container_pid,
         )
-        protocol.save_exit_file(self.config.exit_file, self._exit)
+        if os.path.isdir(self.config.bundle):
+            protocol.save_exit_file(self.config.exit_file, self._exit)
         log.info("container exited: %s", self._exit)
         self._delete()
         self._finish_clients()
