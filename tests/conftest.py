@@ -31,6 +31,14 @@ def _tool(name: str) -> list[str]:
         "berth": "berth.cli.main", "berthd": "berth.engine.daemon"}[name]]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hybrid_cgroups_ready_for_crun() -> None:
+    """Tests run containers under crun too; see tests.support.host."""
+    from tests.support.host import move_cgroup2_controllers_to_v1
+
+    move_cgroup2_controllers_to_v1()
+
+
 @pytest.fixture(scope="session")
 def test_images():  # type: ignore[no-untyped-def]
     from tests.support.images import build_test_images
