@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -383,7 +384,18 @@ class NetworkService:
     async def setup(self, record: ContainerRecord, cdir: Path,
                     lookup: Callable[[str], ContainerRecord]) -> str:
         """Give a starting container its network; returns the OCI network mode for the spec:
-        ``"host"`` or the path of the namespace to join."""
+        ``"host"``, ``""`` (a fresh namespace made by the runtime) or the path of the namespace
+        to join."""
+        t0 = time.perf_counter()
+        try:
+            return await self._setup(record, cdir, lookup)
+        finally:
+            log.debug("net setup %s (%s): %.2f ms", record.id[:12],
+                      record.host_config.network_mode or "default",
+                      (time.perf_counter() - t0) * 1000)
+
+    async def _setup(self, record: ContainerRecord, cdir: Path,
+                     lookup: Callable[[str], ContainerRecord]) -> str:
         mode = record.host_config.network_mode or "default"
         if mode == "host":
             await asyncio.to_thread(write_network_files, cdir, record)
@@ -519,8 +531,11 @@ class NetworkService:
             self._state.networks[net.id] = replace(net, pool=ipam.release(net.pool, ep.address))
 
     async def teardown(self, container_id: str) -> None:
+        t0 = time.perf_counter()
         async with self._lock:
             await self._teardown_locked(container_id)
+        log.debug("net teardown %s: %.2f ms", container_id[:12],
+                  (time.perf_counter() - t0) * 1000)
 
     async def _teardown_locked(self, container_id: str) -> None:
         sb = self._state.sandboxes.pop(container_id, None)
