@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="umoci skopeo busybox-static crun runc docker-registry iptables nftables iproute2 tmux \
-  tini ca-certificates openssl sqlite3 curl"
+  tini git ca-certificates openssl sqlite3 curl"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

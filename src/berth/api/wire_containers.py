@@ -7,6 +7,7 @@ and never travels further as a dict. Rendering builds ``/containers/json`` and
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def _bool(value: Any, field: str) -> bool:
         raise InvalidArgument(f"json: cannot unmarshal {type(value).__name__} into Go struct "
                               f"field {field} of type bool")
     return value
+
+
+def _working_dir(path: str) -> str:
+    if path and not path.startswith("/"):  # docker checks at create, before the runtime does
+        raise InvalidArgument(f"the working directory '{path}' is invalid, it needs to be an "
+                              "absolute path")
+    return path
 
 
 def _str(value: Any, field: str) -> str:
@@ -120,7 +128,7 @@ def _parse_create_body(body: Any) -> tuple[ContainerConfig, HostConfig]:
         cmd=_opt_strs(body.get("Cmd"), "Config.Cmd") or None,
         entrypoint=_opt_strs(body.get("Entrypoint"), "Config.Entrypoint"),
         env=_strs(body.get("Env"), "Config.Env"),
-        working_dir=_str(body.get("WorkingDir"), "Config.WorkingDir"),
+        working_dir=_working_dir(_str(body.get("WorkingDir"), "Config.WorkingDir")),
         user=_str(body.get("User"), "Config.User"),
         hostname=_str(body.get("Hostname"), "Config.Hostname"),
         domainname=_str(body.get("Domainname"), "Config.Domainname"),
@@ -165,6 +173,10 @@ def parse_host_config(hc: Any) -> HostConfig:
     if memory and memory < 6 * 1024 * 1024:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     nano_cpus = _int(hc.get("NanoCpus"), "HostConfig.NanoCpus")
+    ncpu = os.cpu_count() or 1
+    if nano_cpus and nano_cpus > ncpu * 10**9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                              f"{ncpu} CPUs available")
     if nano_cpus and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     init = hc.get("Init")

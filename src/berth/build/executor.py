@@ -11,7 +11,8 @@ it produces and the author. A key seen before whose image still exists is reused
 (`` ---> Using cache``) unless ``no_cache``.
 
 Only the target stage and the stages it depends on are built (BuildKit's rule; the classic
-builder built every stage before the target). Independent stages run one after the other.
+builder built every stage before the target). Independent stages run one after the other
+(docs/compatibility.md says why).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from berth.build.instructions import (
     parse_instruction,
 )
 from berth.build.parser import parse_heredoc_word
+from berth.build.run_mounts import RunMount, check_supported, resolve_mounts
 from berth.build.sources import CopyPlan, plan_copy
 from berth.errors import BerthError, DockerfileError, NotImplementedByBerth
 from berth.oci.image import ImageConfig
@@ -88,6 +90,7 @@ class RunSpec:
     workdir: str
     display: str  # for the error message: "/bin/sh -c false"
     script: str | None = None  # a `RUN <<EOF` body with a #! line: argv[0] is where it goes
+    mounts: tuple[RunMount, ...] = ()  # RUN --mount, resolved
 
 
 #: Where a ``RUN <<EOF`` script with a ``#!`` line is bind-mounted (in /dev: a tmpfs, so the
@@ -301,8 +304,9 @@ async def _dispatch(run: _Run, state: _StageState, instr: Instruction,
 
 
 async def _cached(run: _Run, state: _StageState, config: ImageConfig, created_by: str,
-                  produce: Callable[[], Awaitable[str]], *, metadata: bool = False) -> None:
-    key = _cache_key(state.image_id, created_by, config, state.author)
+                  produce: Callable[[], Awaitable[str]], *, metadata: bool = False,
+                  extra: str = "") -> None:
+    key = _cache_key(state.image_id, created_by, config, state.author, extra)
     hit = None if run.options.no_cache else run.backend.cache_get(key)
     if hit is not None:
         await run.progress.stream(f" ---> Using cache\n ---> {_short(hit)}\n")
@@ -319,17 +323,21 @@ async def _cached(run: _Run, state: _StageState, config: ImageConfig, created_by
     state.image_id, state.config = image_id, config
 
 
-def _cache_key(parent: str | None, created_by: str, config: ImageConfig, author: str) -> str:
-    body = json.dumps([parent or "", created_by, config.to_json(), author], sort_keys=True)
+def _cache_key(parent: str | None, created_by: str, config: ImageConfig, author: str,
+               extra: str = "") -> str:
+    parts: list[object] = [parent or "", created_by, config.to_json(), author]
+    if extra:  # RUN --mount sources; absent otherwise so older keys stay valid
+        parts.append(extra)
+    body = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 async def _run(run: _Run, state: _StageState, instr: RunInstruction) -> None:
-    if instr.mounts or instr.network not in (None, "default") or instr.security not in (
-            None, "sandbox"):
+    if instr.network not in (None, "default") or instr.security not in (None, "sandbox"):
         raise NotImplementedByBerth(
-            f"Dockerfile:{instr.line}: RUN --mount, --network and --security are not "
+            f"Dockerfile:{instr.line}: RUN --network and --security are not "
             "supported by berth's builder yet")
+    check_supported(instr.mounts, instr.line)
     config = state.config
     script: str | None = None
     if instr.prepend_shell:
@@ -343,15 +351,26 @@ async def _run(run: _Run, state: _StageState, instr: RunInstruction) -> None:
     args = {k: v for k, v in state.scope.args if v is not None and k not in env_names}
     created_by = run_created_by(argv, args)
     env = tuple(f"{k}={v}" for k, v in state.scope.run_env().items())
-    spec = RunSpec(argv=(SCRIPT_PATH,) if script is not None else argv, env=env,
-                   user=config.user, workdir=config.working_dir or "/",
-                   display=" ".join(argv), script=script)
+    async with contextlib.AsyncExitStack() as stack:
+        mounts: tuple[RunMount, ...] = ()
+        extra = ""
+        if instr.mounts:
+            async def root_for(ref: str) -> tuple[Path, str]:
+                return await _mount_from(run, stack, ref, instr.line)
 
-    async def produce() -> str:
-        return await run.backend.run(state.image_id, config, created_by, state.author, spec,
-                                     run.progress)
+            mounts, extra = await resolve_mounts(
+                instr.mounts, workdir=config.working_dir or "/",
+                context_root=run.context.root if run.context else None, root_for=root_for,
+                scratch=run.scratch)
+        spec = RunSpec(argv=(SCRIPT_PATH,) if script is not None else argv, env=env,
+                       user=config.user, workdir=config.working_dir or "/",
+                       display=" ".join(argv), script=script, mounts=mounts)
 
-    await _cached(run, state, config, created_by, produce)
+        async def produce() -> str:
+            return await run.backend.run(state.image_id, config, created_by, state.author,
+                                         spec, run.progress)
+
+        await _cached(run, state, config, created_by, produce, extra=extra)
 
 
 async def _copy(run: _Run, state: _StageState, instr: CopyInstruction | AddInstruction) -> None:
@@ -378,6 +397,13 @@ async def _source_root(run: _Run, stack: contextlib.AsyncExitStack,
     ref = instr.from_ if isinstance(instr, CopyInstruction) else None
     if not ref:
         return run.context.root if run.context else None
+    return (await _mount_from(run, stack, ref, instr.line))[0]
+
+
+async def _mount_from(run: _Run, stack: contextlib.AsyncExitStack, ref: str,
+                      line: int) -> tuple[Path, str]:
+    """``--from=ref`` (a stage by name or index, else an image) mounted until ``stack``
+    closes, with the image ID that names its content."""
     stage_index: int | None = None
     try:
         stage_index = run.dockerfile.stage(ref).index
@@ -386,9 +412,9 @@ async def _source_root(run: _Run, stack: contextlib.AsyncExitStack,
     if stage_index is not None:
         if stage_index not in run.done:
             raise DockerfileError(f"invalid from flag value {ref}: refers to the current or a "
-                                  "later stage", instr.line)
+                                  "later stage", line)
         image_id = run.done[stage_index].image_id
     else:
         image_id = (await run.backend.base_image(ref)).id
-    return await stack.enter_async_context(run.backend.mounted(image_id))
+    return await stack.enter_async_context(run.backend.mounted(image_id)), image_id or ""
 

@@ -29,8 +29,9 @@ from berth.build.filecopy import (
     sources_digest,
     write_file,
 )
+from berth.build.git_source import fetch_git, is_git_source
 from berth.build.instructions import AddInstruction, CopyInstruction
-from berth.errors import InvalidArgument, NotImplementedByBerth
+from berth.errors import InvalidArgument
 from berth.runtime.users import resolve_user
 
 __all__ = ["CopyPlan", "plan_copy", "resolve_chown"]
@@ -97,8 +98,7 @@ def _is_url(source: str) -> bool:
 
 
 def _is_git(source: str) -> bool:
-    return source.startswith(("git@", "git://", "ssh://")) or (
-        _is_url(source) and urllib.parse.urlsplit(source).path.endswith(".git"))
+    return is_git_source(source)
 
 
 async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path | None,
@@ -112,13 +112,18 @@ async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path |
         dest = posixpath.normpath(dest) + ("/" if trailing and dest != "/" else "")
     local_patterns: list[str] = []
     urls: list[str] = []
+    repos: list[str] = []
     for src in instr.sources:
         if isinstance(instr, AddInstruction) and _is_git(src):
-            raise NotImplementedByBerth("ADD of a git repository is not supported by berth yet")
-        if isinstance(instr, AddInstruction) and _is_url(src):
+            repos.append(src)
+        elif isinstance(instr, AddInstruction) and _is_url(src):
             urls.append(src)
         else:
             local_patterns.append(src)
+    checksum = instr.checksum if isinstance(instr, AddInstruction) else None
+    if checksum and (local_patterns or len(urls) + len(repos) != 1):
+        raise InvalidArgument("checksum can't be specified for multiple sources or non-HTTP(S)"
+                              " sources")
     local: list[SourceFile] = []
     if local_patterns:
         if source_root is None:
@@ -128,6 +133,15 @@ async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path |
         local = await asyncio.to_thread(find_sources, source_root, local_patterns, cmd=kw,
                                         from_context=from_context)
     fetched = [await asyncio.to_thread(_download, url, dest, scratch) for url in urls]
+    if checksum and urls:
+        _check_sha256(checksum, fetched[0].path)
+    git_parts: list[str] = []
+    for repo in repos:
+        keep = bool(isinstance(instr, AddInstruction) and instr.keep_git_dir)
+        got = await asyncio.to_thread(fetch_git, repo, scratch, keep_git_dir=keep,
+                                      checksum=checksum)
+        local.append(SourceFile(posixpath.basename(repo), got.path, True))
+        git_parts.append(got.digest)
     for doc in instr.heredoc_sources:
         path = scratch / f"heredoc-{hashlib.sha256(doc.name.encode()).hexdigest()[:16]}"
         path.write_text(doc.data)
@@ -137,8 +151,10 @@ async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path |
         raise InvalidArgument(f"When using {kw} with more than one source file, the "
                               "destination must be a directory and end with a /")
     parts = []
-    if local:
-        parts.append(await asyncio.to_thread(sources_digest, local))
+    plain = local[:len(local) - len(repos)]
+    if plain:
+        parts.append(await asyncio.to_thread(sources_digest, plain))
+    parts += git_parts
     for item in fetched:
         parts.append("file:" + await asyncio.to_thread(_file_digest, item.path))
     digest = parts[0] if len(parts) == 1 else "multi:" + hashlib.sha256(
@@ -148,6 +164,15 @@ async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path |
         chown=instr.chown or None, chmod=parse_chmod(instr.chmod),
         extract=isinstance(instr, AddInstruction) and instr.unpack is not False,
         many=count > 1)
+
+
+def _check_sha256(checksum: str, path: Path) -> None:
+    algo, _, want = checksum.partition(":")
+    if algo != "sha256" or not want:
+        raise InvalidArgument(f"unsupported digest algorithm {checksum!r}: only sha256 is")
+    got = _file_digest(path)
+    if got != want.lower():
+        raise InvalidArgument(f"digest mismatch sha256:{got}: sha256:{want}")
 
 
 def _file_digest(path: Path) -> str:

@@ -39,8 +39,9 @@ from berth.build.executor import (
     build,
 )
 from berth.build.instructions import EnvInstruction, parse_instruction
+from berth.engine.build_mounts import CacheMounts, remove_stubs
 from berth.engine.containers import ContainerService
-from berth.engine.model import ContainerConfig, HostConfig
+from berth.engine.model import ContainerConfig, HostConfig, MountRequest
 from berth.errors import DockerfileError, InvalidArgument, NotImplementedByBerth
 from berth.image.records import format_time
 from berth.image.store import ImageStore
@@ -102,6 +103,7 @@ class EngineBuildBackend:
         self._layers = layers
         self._steps = work_root / "steps"
         self._cache = work_root / "cache"
+        self._cache_mounts = CacheMounts(work_root / "cache-mounts")
         self._steps.mkdir(parents=True, exist_ok=True)
         self._cache.mkdir(parents=True, exist_ok=True)
 
@@ -184,6 +186,11 @@ class EngineBuildBackend:
         if parent is None:
             raise InvalidArgument("RUN needs a base image with a shell: the stage is FROM scratch"
                                   " and has no files yet")
+        async with self._cache_mounts.requests(spec.mounts) as mounts:
+            return await self._run(parent, config, created_by, author, spec, progress, mounts)
+
+    async def _run(self, parent: str, config: ImageConfig, created_by: str, author: str,
+                   spec: RunSpec, progress: Progress, mounts: tuple[MountRequest, ...]) -> str:
         # BuildKit's rule: a RUN step gets no volumes, so what it writes under a VOLUME path is
         # kept. The container service mounts the image's volumes, so the step runs from a
         # throw-away image without them (same layers; the diff still goes onto ``parent``).
@@ -196,12 +203,12 @@ class EngineBuildBackend:
             image=run_image, cmd=spec.argv, entrypoint=(), env=spec.env,
             working_dir=spec.workdir, user=spec.user, attach_stdout=True, attach_stderr=True)
         script_dir = Path(tempfile.mkdtemp(prefix="script-", dir=self._steps))
-        host = HostConfig()
+        host = HostConfig(mounts=mounts)
         if spec.script is not None:
             script = script_dir / "script"
             script.write_text(spec.script)
             script.chmod(0o755)
-            host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",))
+            host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",), mounts=mounts)
         try:
             record = await self._containers.create(None, container, host)
         except BaseException:
@@ -216,6 +223,9 @@ class EngineBuildBackend:
                 raise StepFailed(
                     f"The command '{spec.display}' returned a non-zero code: {code}", code)
             upper = self._containers.container_dir(record.id) / "upper"
+            if spec.mounts:
+                await asyncio.to_thread(remove_stubs, upper, self._lowers(parent),
+                                        [m.target for m in spec.mounts])
             image_id = await asyncio.to_thread(
                 self._commit_upper, self._containers.container_dir(record.id), upper, parent,
                 config, created_by, author)

@@ -36,12 +36,16 @@ def merge_env(base: list[str] | tuple[str, ...],
     index = {_env_key(e): i for i, e in enumerate(merged)}
     for entry in override:
         key = _env_key(entry)
+        if "=" not in entry:  # docker: a bare NAME (unset on the client) unsets it
+            if key in index:
+                merged[index.pop(key)] = ""
+            continue
         if key in index:
             merged[index[key]] = entry
         else:
             index[key] = len(merged)
             merged.append(entry)
-    return merged
+    return [e for e in merged if e]
 
 
 def merge_image_config(user: ContainerConfig, image: Any) -> ContainerConfig:

@@ -6,7 +6,10 @@
 
 ``attachments`` is what a container is configured to join (create, connect, disconnect);
 ``sandboxes`` is what exists on the host while it runs (netns, veths, addresses, host ports), so
-a restarted berthd can re-adopt or clean it. Writes are atomic (temp file, fsync, rename).
+a restarted berthd can re-adopt or clean it. Writes are atomic (temp file, rename); they are
+fsync'd only when asked (``durable``): networks themselves and what a user configured must
+survive a crash, while a running container's sandbox and the address pools it draws from are
+re-derived at restore, so per-container writes skip the fsync.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ class NetworkStore:
             state.sandboxes[cid] = _sandbox_from(sb)
         return state
 
-    def save(self, state: NetworkState) -> None:
+    def save(self, state: NetworkState, durable: bool = True) -> None:
         data = {
             "networks": [_network_to(n) for n in state.networks.values()],
             "attachments": {cid: {nid: list(a) for nid, a in nets.items()}
@@ -141,7 +144,9 @@ class NetworkStore:
         }
         tmp = self._path.with_name(f".{self._path.name}.tmp")
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+            # compact: ``indent`` switches json to its pure-Python encoder
+            f.write(json.dumps(data, separators=(",", ":")))
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         tmp.replace(self._path)

@@ -4,9 +4,12 @@ bridges) and each running container's place on them.
 A container's network life, driven by ``ContainerService``:
   create   → ``on_create``: the networks it will join (and its aliases) are recorded;
   start    → ``setup``: a network namespace pinned under ``<exec-root>/netns/<id>``, one veth
-             per network born inside it, addresses from IPAM, host ports reserved, the packet
-             filter rewritten, the embedded DNS listening in the namespace (user networks);
-  exit     → ``teardown``: all of it undone; dropping the namespace removes the veths;
+             per network born inside it (``rtnl``), addresses from IPAM, host ports reserved,
+             the packet filter rewritten when the ruleset changed, the embedded DNS listening in
+             the namespace (user networks). ``--network none`` under runc/crun pins nothing:
+             the runtime makes the namespace and brings lo up itself;
+  exit     → ``teardown``: all of it undone; the pin is dropped in the background and the
+             kernel removes the veths (a synchronous delete waits 20-30 ms on RCU);
   remove   → ``on_remove``: the recorded attachments forgotten.
 berthd may restart while containers run: ``restore`` re-adopts what ``networks.json`` lists.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -42,8 +46,15 @@ from berth.engine.network_store import (
     NetworkStore,
     Sandbox,
 )
-from berth.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, RuntimeFailure
-from berth.network import ipam, netns
+from berth.errors import (
+    AlreadyExists,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    RuntimeFailure,
+)
+from berth.network import ipam, netns, rtnl
 from berth.network.dns import DnsServer, host_nameservers
 from berth.network.portmap import (
     BridgeRules,
@@ -59,6 +70,8 @@ from berth.network.portmap import (
 log = logging.getLogger(__name__)
 
 _LOCK_DIR = Path("/run/berth-net")
+# runtimes that bring lo up in a network namespace they create themselves (berth-runtime does not)
+_RUNTIMES_WITH_LOOPBACK = frozenset({"runc", "crun"})
 
 
 def _now() -> str:
@@ -96,7 +109,11 @@ class NetworkService:
         self._store = NetworkStore(data_root / "networks.json")
         self._netns_dir = exec_root / "netns"
         self._state = self._store.load()
+        _rederive_pools(self._state)
         self._lock = asyncio.Lock()
+        self._bridges_up: set[str] = set()  # ensured by this daemon: not re-checked per container
+        self._rules_applied: str | None = None  # the ruleset last written: unchanged → no restore
+        self._unpinning: dict[str, asyncio.Task[None]] = {}  # netns path → its background unpin
         self._ports = PortReservations()
         self._dns = DnsServer(self._resolve, self._upstreams)
         self._bridge_lock_fd = -1
@@ -170,6 +187,8 @@ class NetworkService:
 
     async def _ensure_bridge(self, net: NetworkRecord) -> NetworkRecord:
         """The bridge exists, addressed; the default network gets its subnet on first use."""
+        if net.pool is not None and net.bridge in self._bridges_up:
+            return net
         bridge, _, _ = _links()
         if net.default_bridge and net.pool is not None and not net.pool.allocated and \
                 not await asyncio.to_thread(bridge.bridge_exists, net.bridge):
@@ -186,6 +205,7 @@ class NetworkService:
         assert pool is not None
         await asyncio.to_thread(bridge.ensure_bridge, net.bridge, pool.gateway, pool.prefixlen)
         await asyncio.to_thread(bridge.enable_ip_forward)
+        self._bridges_up.add(net.bridge)
         return net
 
     # -- lookup -----------------------------------------------------------------------------
@@ -260,6 +280,7 @@ class NetworkService:
             except BaseException:
                 del self._state.networks[net_id]
                 self._store.save(self._state)
+                self._bridges_up.discard(rec.bridge)
                 bridge, _, _ = _links()
                 await asyncio.to_thread(bridge.delete_bridge, rec.bridge)
                 raise
@@ -278,6 +299,7 @@ class NetworkService:
             for nets in self._state.attachments.values():
                 nets.pop(rec.id, None)
             self._store.save(self._state)
+            self._bridges_up.discard(rec.bridge)
             bridge, _, _ = _links()
             await asyncio.to_thread(bridge.delete_bridge, rec.bridge)
             await self._apply_rules()
@@ -323,12 +345,12 @@ class NetworkService:
                     raise
                 sb = replace(sb, endpoints=(*sb.endpoints, ep))
                 self._state.sandboxes[record.id] = sb
-                self._store.save(self._state)
+                self._store.save(self._state, durable=False)
                 self._endpoint_event("connect", ep, record.id)
                 if net.user_defined and not sb.dns:
                     await self._dns.serve(record.id, Path(sb.netns))
                     self._state.sandboxes[record.id] = replace(sb, dns=True)
-                    self._store.save(self._state)
+                    self._store.save(self._state, durable=False)
 
     async def disconnect(self, ref: str, record: ContainerRecord, force: bool = False) -> None:
         net = self.get(ref)
@@ -375,11 +397,12 @@ class NetworkService:
             raise InvalidArgument("network-scoped alias is supported only for containers in "
                                   "user defined networks")
         self._state.attachments[record.id] = {net.id: aliases}
-        self._store.save(self._state)
+        # the default bridge without aliases is what a lost record falls back to anyway
+        self._store.save(self._state, durable=not net.default_bridge or bool(aliases))
 
     def on_remove(self, container_id: str) -> None:
         if self._state.attachments.pop(container_id, None) is not None:
-            self._store.save(self._state)
+            self._store.save(self._state, durable=False)
 
     async def setup(self, record: ContainerRecord, cdir: Path,
                     lookup: Callable[[str], ContainerRecord]) -> str:
@@ -403,32 +426,43 @@ class NetworkService:
         if mode.startswith("container:"):
             other = lookup(mode[len("container:"):])
             peer = self._state.sandboxes.get(other.id)
-            if not other.is_running or peer is None or not peer.netns:
+            joined = peer.netns if peer is not None else ""
+            if not joined and peer is not None and other.status.pid:
+                joined = f"/proc/{other.status.pid}/ns/net"  # a namespace its runtime made
+            if not other.is_running or peer is None or not joined:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
             self._state.sandboxes[record.id] = Sandbox(
-                container_id=record.id, name=record.name, netns=peer.netns,
+                container_id=record.id, name=record.name, netns=joined,
                 sandbox_id=peer.sandbox_id, owns_netns=False)
-            self._store.save(self._state)
+            self._store.save(self._state, durable=False)
             address = peer.endpoints[0].address if peer.endpoints else None
             await asyncio.to_thread(write_network_files, cdir, record, address)
-            return peer.netns
-        _, _, veth = _links()
+            return joined
+        if mode == "none" and record.runtime in _RUNTIMES_WITH_LOOPBACK:
+            # nothing to configure but lo, which these runtimes bring up in the namespace they
+            # make: no pinned namespace, no netlink, no unpin at exit
+            self._state.sandboxes[record.id] = Sandbox(
+                container_id=record.id, name=record.name, netns="",
+                sandbox_id=secrets.token_hex(32), dns_servers=tuple(record.host_config.dns))
+            self._store.save(self._state, durable=False)
+            await asyncio.to_thread(write_network_files, cdir, record, None)
+            return ""
         path = self._netns_dir / record.id[:24]
         async with self._lock:
-            await asyncio.to_thread(netns.delete_netns, path)  # a stale pin of an earlier run
-            await asyncio.to_thread(netns.create_netns, path)
+            await self._unpinned(path)
+            await asyncio.to_thread(_fresh_netns, path)
+            # saved once configured: a pin a crash leaves unlisted is swept by ``restore``
             sb = Sandbox(container_id=record.id, name=record.name, netns=str(path),
                          sandbox_id=secrets.token_hex(32),
                          dns_servers=tuple(record.host_config.dns))
             self._state.sandboxes[record.id] = sb
-            self._store.save(self._state)
             try:
                 if mode == "none":
-                    await asyncio.to_thread(veth.loopback_up, path)
+                    await asyncio.to_thread(rtnl.loopback_up, path)
                 else:
                     sb = await self._join_networks(sb, record)
                 self._state.sandboxes[record.id] = sb
-                self._store.save(self._state)
+                self._store.save(self._state, durable=False)
                 await self._apply_rules()
                 if sb.dns:
                     await self._dns.serve(record.id, path)
@@ -466,23 +500,31 @@ class NetworkService:
 
     async def _attach(self, sb: Sandbox, net: NetworkRecord, aliases: tuple[str, ...],
                       record: ContainerRecord, ifname: str) -> Endpoint:
-        _, _, veth = _links()
         net = await self._ensure_bridge(net)
         assert net.pool is not None
         pool, address = ipam.allocate(net.pool)
         net = replace(net, pool=pool)
-        self._state.networks[net.id] = net
-        self._store.save(self._state)
+        self._state.networks[net.id] = net  # saved with the sandbox (pools are re-derived)
         if net.user_defined:
             aliases = (record.short_id, *aliases)
         ep = Endpoint(network_id=net.id, endpoint_id=secrets.token_hex(32), ifname=ifname,
                       host_ifname="veth" + secrets.token_hex(4)[:7], address=address,
                       prefixlen=pool.prefixlen, gateway=pool.gateway,
                       mac=record.config.mac_address or ipam.mac_for(address), aliases=aliases)
+        attach = functools.partial(
+            rtnl.attach, Path(sb.netns), ep.host_ifname, net.bridge, ifname, address,
+            pool.prefixlen, "" if net.internal else pool.gateway, ep.mac, ifname == "eth0")
         try:
-            await asyncio.to_thread(
-                veth.attach, Path(sb.netns), ep.host_ifname, net.bridge, ifname, address,
-                pool.prefixlen, "" if net.internal else pool.gateway, ep.mac, ifname == "eth0")
+            try:
+                await asyncio.to_thread(attach)
+            except Internal:
+                if not await asyncio.to_thread(_links()[0].bridge_exists, net.bridge):
+                    # someone deleted the bridge we ensured earlier: make it again, once
+                    self._bridges_up.discard(net.bridge)
+                    await self._ensure_bridge(net)
+                    await asyncio.to_thread(attach)
+                else:
+                    raise
         except BaseException:
             self._release_address(ep)
             raise
@@ -547,11 +589,32 @@ class NetworkService:
         for ep in sb.endpoints:
             self._release_address(ep)
             self._endpoint_event("disconnect", ep, container_id)
-        self._store.save(self._state)
+        self._store.save(self._state, durable=False)
         if sb.ports or sb.endpoints:
             await self._apply_rules()
         if sb.netns and sb.owns_netns:
-            await asyncio.to_thread(netns.delete_netns, Path(sb.netns))
+            self._unpin_later(sb.netns)
+
+    def _unpin_later(self, path: str) -> None:
+        """Unpin a namespace off the caller's path: the unmount waits on the kernel, and the
+        kernel then removes the namespace and its veths by itself (no synchronous delete)."""
+        async def unpin() -> None:
+            try:
+                await asyncio.to_thread(netns.delete_netns, Path(path))
+            except Exception as err:  # noqa: BLE001 - a leftover pin is swept at the next start
+                log.warning("cannot unpin network namespace %s: %s", path, err)
+            finally:
+                if self._unpinning.get(path) is task:
+                    del self._unpinning[path]
+
+        task = asyncio.get_running_loop().create_task(unpin())
+        self._unpinning[path] = task
+
+    async def _unpinned(self, path: Path) -> None:
+        """Wait for a background unpin of ``path`` (a restarted container reuses its path)."""
+        pending = self._unpinning.get(str(path))
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
 
     async def _apply_rules(self) -> None:
         bridges = [BridgeRules(n.bridge, n.pool.subnet, internal=n.internal)
@@ -559,7 +622,11 @@ class NetworkService:
                    if n.driver == DRIVER_BRIDGE and n.pool is not None]
         mappings = [m for sb in self._state.sandboxes.values() for m in sb.ports]
         text = build_ruleset(self._tables.prefix, bridges, mappings)
+        if text == self._rules_applied:  # most containers publish nothing: nothing to rewrite
+            return
+        self._rules_applied = None
         await asyncio.to_thread(self._tables.apply, text)
+        self._rules_applied = text
 
     # -- DNS --------------------------------------------------------------------------------
 
@@ -619,7 +686,7 @@ class NetworkService:
             primary_bridge = pnet.bridge if pnet and pnet.default_bridge else ""
         return ContainerNetworkView(
             networks=tuple(rows), ports=ports,
-            sandbox_key=sb.netns if sb else "", sandbox_id=sb.sandbox_id if sb else "",
+            sandbox_key=_sandbox_key(sb, record), sandbox_id=sb.sandbox_id if sb else "",
             primary=primary,
             primary_bridge=primary_bridge)
 
@@ -627,6 +694,7 @@ class NetworkService:
 
     async def restore(self) -> None:
         """Re-adopt the network state of containers that kept running while berthd was down."""
+        await asyncio.to_thread(self._sweep_pins)
         if not self._state.sandboxes:
             return
         async with self._lock:
@@ -648,16 +716,32 @@ class NetworkService:
                         log.warning("cannot serve DNS for %s: %s", cid[:12], err)
             await self._apply_rules()
 
+    def _sweep_pins(self) -> None:
+        """Unpin namespaces no sandbox lists (a crash between pinning and saving)."""
+        listed = {sb.netns for sb in self._state.sandboxes.values()}
+        try:
+            pins = list(self._netns_dir.iterdir())
+        except FileNotFoundError:
+            return
+        for pin in pins:
+            if str(pin) not in listed:
+                log.info("removing stale network namespace %s", pin)
+                netns.delete_netns(pin)
+
     async def close(self) -> None:
         """Stop serving; when no container runs, take the bridges and rules away too."""
         self._dns.close()
         self._ports.close()
+        if self._unpinning:
+            await asyncio.gather(*self._unpinning.values(), return_exceptions=True)
         if not self._state.sandboxes and self._touched():
             bridge, _, _ = _links()
             for net in self._state.networks.values():
                 if net.bridge:
                     await asyncio.to_thread(bridge.delete_bridge, net.bridge)
             await asyncio.to_thread(self._tables.remove)
+            self._bridges_up.clear()
+            self._rules_applied = None
         if self._bridge_lock_fd >= 0:
             os.close(self._bridge_lock_fd)
             self._bridge_lock_fd = -1
@@ -668,6 +752,32 @@ class NetworkService:
 
     def state(self) -> NetworkState:
         return self._state
+
+
+def _fresh_netns(path: Path) -> None:
+    netns.delete_netns(path)  # a stale pin of an earlier run
+    netns.create_netns(path)
+
+
+def _sandbox_key(sb: Sandbox | None, record: ContainerRecord) -> str:
+    if sb is None:
+        return ""
+    if not sb.netns and record.status.pid:  # the runtime made it: the process pins it
+        return f"/proc/{record.status.pid}/ns/net"
+    return sb.netns
+
+
+def _rederive_pools(state: NetworkState) -> None:
+    """Addresses in use are those of the sandboxes listed (the pools are saved without fsync,
+    so after a crash they may lag behind)."""
+    used: dict[str, set[str]] = {}
+    for sb in state.sandboxes.values():
+        for ep in sb.endpoints:
+            used.setdefault(ep.network_id, set()).add(ep.address)
+    for net in list(state.networks.values()):
+        if net.pool is not None:
+            pool = replace(net.pool, allocated=frozenset(used.get(net.id, ())))
+            state.networks[net.id] = replace(net, pool=pool)
 
 
 def _write_dns_resolv(cdir: Path, record: ContainerRecord) -> None:

@@ -155,6 +155,8 @@ def _from_container(cli: Cli, name: str, src: str, dst: str, opts: dict[str, Any
                     first, sep, rest = m.name.partition("/")
                     if first == root:
                         m.name = rename + (sep + rest if sep else "")
+                    elif root == ".":  # "ctr:/" is archived as ".", "bin", ...: all go inside
+                        m.name = rename + "/" + m.name
             kwargs: dict[str, Any] = {}
             if hasattr(tarfile, "data_filter"):
                 kwargs["filter"] = _extract_filter(bool(opts["archive"]))

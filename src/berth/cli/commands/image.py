@@ -216,7 +216,11 @@ def _isatty(stream: Any) -> bool:
 def load(cli: Cli, argv: list[str]) -> int:
     opts, _ = cli.parse(LOAD, argv)
     if opts["input"]:
-        source: Any = open(opts["input"], "rb")
+        try:
+            source: Any = open(opts["input"], "rb")
+        except OSError as err:  # docker: "open PATH: no such file or directory", exit 1
+            raise StatusError(f"open {opts['input']}: {(err.strerror or str(err)).lower()}",
+                              1) from None
     else:
         if _isatty(cli.stdin):
             raise StatusError("requested load from stdin, but stdin is empty", 1)
@@ -247,6 +251,10 @@ def save(cli: Cli, argv: list[str]) -> int:
     if not opts["output"] and _isatty(cli.stdout):
         raise StatusError("cowardly refusing to save to a terminal. Use the -o flag or redirect",
                           1)
+    parent = os.path.dirname(opts["output"] or "") or "."
+    if opts["output"] and not os.path.isdir(parent):  # docker checks before asking the daemon
+        raise StatusError(f"failed to save image: invalid output path: stat {parent}: no such "
+                          "file or directory", 1)
     resp = cli.client.request("GET", "/images/get", {"names": args})
     if opts["output"]:
         tmp = opts["output"] + ".berth-tmp"
