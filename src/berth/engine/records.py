@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -55,9 +56,14 @@ def _decode(tp: Any, data: Any) -> Any:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        known = {f.name for f in dataclasses.fields(tp)}
+        hints, known = _fields_of(tp)
         # unknown keys come from newer versions: ignore them rather than refuse an old DB
         kwargs = {k: _decode(hints[k], v) for k, v in data.items() if k in known}
         return tp(**kwargs)
     return data
+
+
+@functools.cache
+def _fields_of(tp: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """Resolved field types of a record class; resolving them is slow, and they never change."""
+    return typing.get_type_hints(tp), frozenset(f.name for f in dataclasses.fields(tp))
