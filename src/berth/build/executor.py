@@ -378,7 +378,11 @@ async def _copy(run: _Run, state: _StageState, instr: CopyInstruction | AddInstr
         source_root = await _source_root(run, stack, instr)
         plan: CopyPlan = await plan_copy(instr, source_root, state.config.working_dir,
                                          run.scratch, from_context=_from_context(instr))
-        created_by = nop(state.config, f"{instr.keyword} {plan.digest} in {plan.dest} ")
+        # Docker writes `--chown=<spec>` glued to the hash (no space); it also keys the cache
+        flags = f"--chown={instr.chown}" if instr.chown else ""
+        if instr.chmod:  # BuildKit-only flag, spelt the same way so it keys the cache too
+            flags = f"--chmod={instr.chmod} {flags}"
+        created_by = nop(state.config, f"{instr.keyword} {flags}{plan.digest} in {plan.dest} ")
         created_by = created_by.replace("#(nop)  ", "#(nop) ")
 
         async def produce() -> str:

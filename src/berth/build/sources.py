@@ -155,8 +155,10 @@ async def plan_copy(instr: CopyInstruction | AddInstruction, source_root: Path |
     if plain:
         parts.append(await asyncio.to_thread(sources_digest, plain))
     parts += git_parts
-    for item in fetched:
-        parts.append("file:" + await asyncio.to_thread(_file_digest, item.path))
+    for i, item in enumerate(fetched):
+        # Docker prefixes `file:` to context files only, not to downloaded URLs
+        prefix = "" if i < len(urls) else "file:"
+        parts.append(prefix + await asyncio.to_thread(_file_digest, item.path))
     digest = parts[0] if len(parts) == 1 else "multi:" + hashlib.sha256(
         ",".join(parts).encode()).hexdigest()
     return CopyPlan(

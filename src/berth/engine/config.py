@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from berth import __version__
+from berth.engine.tls import TLSSettings
 from berth.errors import InvalidArgument
 
 # Docker's version number that berth's API matches, with berth's own as build metadata: clients
@@ -61,6 +62,7 @@ class DaemonConfig:
     registry_mirrors: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     experimental: bool = False
+    tls: TLSSettings = TLSSettings()
 
     @property
     def effective_log_level(self) -> int:
@@ -86,6 +88,11 @@ _FILE_KEYS: dict[str, str] = {
     "registry-mirrors": "registry_mirrors",
     "labels": "labels",
     "experimental": "experimental",
+    "tls": "tls",
+    "tlsverify": "tlsverify",
+    "tlscacert": "tlscacert",
+    "tlscert": "tlscert",
+    "tlskey": "tlskey",
 }
 
 
@@ -122,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Set key=value labels to the daemon")
     p.add_argument("--experimental", dest="experimental", action="store_const", const=True,
                    help="Enable experimental features")
+    p.add_argument("--tls", dest="tls", action="store_const", const=True,
+                   help="Use TLS; implied by --tlsverify")
+    p.add_argument("--tlsverify", dest="tlsverify", action="store_const", const=True,
+                   help="Use TLS and verify the remote")
+    p.add_argument("--tlscacert", dest="tlscacert", metavar="string",
+                   help='Trust certs signed only by this CA (default "~/.docker/ca.pem")')
+    p.add_argument("--tlscert", dest="tlscert", metavar="string",
+                   help='Path to TLS certificate file (default "~/.docker/cert.pem")')
+    p.add_argument("--tlskey", dest="tlskey", metavar="string",
+                   help='Path to TLS key file (default "~/.docker/key.pem")')
     return p
 
 
@@ -193,6 +210,12 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
                                   "registry-mirrors"),
         labels=_strs_or(pick("labels"), defaults.labels, "labels"),
         experimental=_bool_or(pick("experimental"), defaults.experimental, "experimental"),
+        tls=TLSSettings(
+            enabled=_bool_or(pick("tls"), False, "tls"),
+            verify=_bool_or(pick("tlsverify"), False, "tlsverify"),
+            cacert=_opt_path(pick("tlscacert"), "tlscacert"),
+            cert=_opt_path(pick("tlscert"), "tlscert"),
+            key=_opt_path(pick("tlskey"), "tlskey")),
     )
 
 
@@ -244,6 +267,10 @@ def _str_or(value: Any, default: str, key: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"invalid value for {key}: {value!r}")
     return value
+
+
+def _opt_path(value: Any, key: str) -> Path | None:
+    return None if value is None else _abs(_str_or(value, "", key))
 
 
 def _bool_or(value: Any, default: bool, key: str) -> bool:

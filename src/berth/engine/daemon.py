@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pathlib import Path
 from aiohttp import web
 
 from berth.engine.config import DaemonConfig, load_config, parse_args, parse_host
+from berth.engine.tls import server_context
 from berth.engine.wiring import Engine, build_engine
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 
@@ -146,6 +148,7 @@ class Listener:
     host: str
     sock: socket.socket
     path: Path | None  # the unix socket file to remove at shutdown
+    tls: ssl.SSLContext | None = None  # TCP only
 
 
 def socket_gid(group: str | None) -> int:
@@ -159,13 +162,15 @@ def socket_gid(group: str | None) -> int:
         raise InvalidArgument(f"group {group} not found") from err
 
 
-def open_listener(host: str, gid: int) -> Listener:
+def open_listener(host: str, gid: int, tls: ssl.SSLContext | None = None) -> Listener:
     scheme, address = parse_host(host)
     if scheme == "tcp":
         name, _, port = address.rpartition(":")
         sock = socket.create_server((name or "0.0.0.0", int(port)))
-        log.warning("Binding to IP address without --tlsverify is insecure: %s", host)
-        return Listener(host, sock, None)
+        sock.setblocking(False)
+        if tls is None or tls.verify_mode != ssl.CERT_REQUIRED:
+            log.warning("Binding to IP address without --tlsverify is insecure: %s", host)
+        return Listener(host, sock, None, tls)
     path = Path(address)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     if path.exists() or path.is_symlink():
@@ -220,10 +225,11 @@ async def _serve(config: DaemonConfig, engine: Engine, factory: AppFactory) -> N
             # re-adopt containers whose shims outlived the previous daemon
             await engine.containers.restore()
         gid = socket_gid(config.group)
+        tls = server_context(config.tls)
         for host in config.hosts:
-            listener = open_listener(host, gid)
+            listener = open_listener(host, gid, tls)
             listeners.append(listener)
-            await web.SockSite(runner, listener.sock).start()
+            await web.SockSite(runner, listener.sock, ssl_context=listener.tls).start()
             log.info("API listen on %s", listener.path or host)
         log.info("Daemon has completed initialization")
         await stop.wait()

@@ -278,3 +278,16 @@ def test_heredocs(builder):
     assert builder.run(tag, "cat", "/greeting.txt", "/two", "/shebang").splitlines() == [
         "hello world", "script line two", "run as /dev/.berth-heredoc-script"]
     assert builder.run(tag, "stat", "-c", "%a", "/greeting.txt") == "644\n"
+
+
+def test_changed_chown_invalidates_the_copy_cache(builder):
+    ctx = builder.context("FROM busybox\nCOPY --chown=1:1 f.txt /f.txt\n", {"f.txt": "x\n"})
+    tag = builder.tag()
+    assert builder.build(ctx, tag=tag).returncode == 0
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY --chown=2:2 f.txt /f.txt\n")
+    proc = builder.build(ctx, tag=tag)
+    assert proc.returncode == 0, proc.stderr
+    assert "Using cache" not in proc.stdout.decode()
+    assert builder.run(tag, "stat", "-c", "%u:%g", "/f.txt") == "2:2\n"
+    history = builder.out("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)
+    assert "COPY --chown=2:2file:" in history  # Docker glues the flag to the hash

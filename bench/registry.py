@@ -1,0 +1,304 @@
+"""Registry throughput: berth push/pull against skopeo (and docker), side by side in one run.
+
+    .venv/bin/python bench/registry.py [--runs 3] [--size-mb 300] [--layers 4]
+                                       [--engines berth,skopeo,docker] [--json out.json]
+
+Everything talks to Debian's ``docker-registry`` on 127.0.0.1 (``tests.support.registry``);
+no other network traffic. The bench image is made here: ``--layers`` layers of random bytes
+(incompressible, so gzip saves nothing and every byte crosses the wire), ``--size-mb`` in all,
+written as a docker-archive tarball that berth and docker ``load`` and skopeo reads directly.
+
+- ``push``: each run goes to a registry started for that run alone (fresh repository, no blob
+  the registry already has, no cross-repository mount), from the image in the engine's store
+  (skopeo: from the docker-archive, which it gzips on the way, as docker does). berth sends
+  the blobs its store keeps as they are: a loaded archive's layers go uncompressed. So skopeo
+  is also timed pushing stored gzip blobs from a ``dir:`` copy (no compression either).
+- ``pull``: from one registry seeded once by skopeo (gzip layers); before each run the image is
+  removed (``rmi``) so no layer is present. berth and docker also unpack into their stores;
+  skopeo only downloads and verifies blobs into a ``dir:`` destination.
+
+MB/s = the image's uncompressed layer bytes / wall time of the CLI command; median of
+``--runs`` (no warm-up: 300 MB moves are not dominated by first-use costs). berth runs on a
+berthd of the bench's own; docker when ``docker info`` answers (127.0.0.1 is an insecure
+registry for docker by default). Everything the bench makes is removed at the end: registries,
+the berthd, docker images it tagged, temp dirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import REPO, OwnBerthd, answering, check, summary, timed_wait4  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+
+from tests.support.registry import Registry, start_registry  # noqa: E402
+
+LOCAL_REF = "berth-bench/registry:latest"
+CHUNK = 1 << 20
+
+
+def make_image(work: Path, size_mb: int, layers: int) -> tuple[Path, int]:
+    """A docker-archive of ``layers`` layers of random files; returns (path, layer bytes)."""
+    folder = work / "archive"
+    folder.mkdir()
+    per_layer = size_mb * CHUNK // layers
+    diff_ids, layer_paths, total = [], [], 0
+    for n in range(layers):
+        raw = folder / f"layer{n}.tar"
+        with tarfile.open(raw, "w", format=tarfile.PAX_FORMAT) as tar:
+            for f in range(3):  # a few files per layer, as real layers have
+                data = os.urandom(per_layer // 3)
+                info = tarfile.TarInfo(f"bench/l{n}/f{f}.bin")
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tar.addfile(info, io.BytesIO(data))
+        digest = hashlib.sha256()
+        with open(raw, "rb") as fh:
+            while block := fh.read(CHUNK):
+                digest.update(block)
+        hexpart = digest.hexdigest()
+        (folder / hexpart).mkdir()
+        raw.rename(folder / hexpart / "layer.tar")
+        diff_ids.append(f"sha256:{hexpart}")
+        layer_paths.append(f"{hexpart}/layer.tar")
+        total += (folder / hexpart / "layer.tar").stat().st_size
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": f"bench layer {i}"}
+                    for i in range(layers)],
+    }).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    (folder / config_name).write_bytes(config)
+    (folder / "manifest.json").write_text(json.dumps(
+        [{"Config": config_name, "RepoTags": [LOCAL_REF], "Layers": layer_paths}]))
+    out = work / "bench-image.tar"
+    with tarfile.open(out, "w") as tar:
+        for entry in sorted(folder.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    shutil.rmtree(folder)
+    return out, total
+
+
+class Registries:
+    """Registries on 127.0.0.1, each under its own temp folder; all stopped in ``stop``."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.running: list[Registry] = []
+
+    def start(self) -> Registry:
+        reg = start_registry(self.work / f"registry-{secrets.token_hex(4)}")
+        self.running.append(reg)
+        return reg
+
+    def drop(self, reg: Registry) -> None:
+        reg.stop()
+        self.running.remove(reg)
+        shutil.rmtree(reg.root, ignore_errors=True)
+
+    def stop(self) -> None:
+        for reg in list(self.running):
+            self.drop(reg)
+
+
+def timed(argv: list[str], what: str) -> float:
+    return check(timed_wait4(argv), what).wall
+
+
+def series(runs: int, one: Callable[[], float]) -> dict[str, float]:
+    return summary([one() for _ in range(runs)])
+
+
+def run_cli(argv: list[str], what: str) -> None:
+    done = subprocess.run(argv, capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed: {done.stderr.decode()[-500:]}")
+
+
+def measure_engine(cli: list[str], label: str, image: Path, regs: Registries, seed: str,
+                   runs: int, tags: list[str]) -> dict[str, object]:
+    """berth or docker: load, then push (fresh registry per run), then pull (after rmi)."""
+    run_cli([*cli, "load", "-i", str(image)], f"{label} load")
+    tags.append(LOCAL_REF)
+
+    def push_once() -> float:
+        reg = regs.start()
+        try:
+            ref = f"{reg.host}/bench/{label}-{secrets.token_hex(3)}:latest"
+            run_cli([*cli, "tag", LOCAL_REF, ref], f"{label} tag")
+            tags.append(ref)
+            took = timed([*cli, "push", ref], f"{label} push")
+            run_cli([*cli, "rmi", ref], f"{label} rmi")
+            tags.remove(ref)
+            return took
+        finally:
+            regs.drop(reg)
+
+    print(f"  {label} push ...", file=sys.stderr, flush=True)
+    push = series(runs, push_once)
+    run_cli([*cli, "rmi", LOCAL_REF], f"{label} rmi")  # no local layer left for the pulls
+    tags.remove(LOCAL_REF)
+
+    def pull_once() -> float:
+        tags.append(seed)
+        took = timed([*cli, "pull", seed], f"{label} pull")
+        run_cli([*cli, "rmi", seed], f"{label} rmi")
+        tags.remove(seed)
+        return took
+
+    print(f"  {label} pull ...", file=sys.stderr, flush=True)
+    return {"push": push, "pull": series(runs, pull_once)}
+
+
+def measure_skopeo(image: Path, regs: Registries, seed: str, work: Path,
+                   runs: int) -> dict[str, object]:
+    insecure = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+
+    def push_once() -> float:
+        reg = regs.start()
+        try:
+            return timed(["skopeo", "copy", "--quiet", *insecure, f"docker-archive:{image}",
+                          f"docker://{reg.host}/bench/skopeo:latest"], "skopeo push")
+        finally:
+            regs.drop(reg)
+
+    def pull_once() -> float:
+        dest = work / f"skopeo-dir-{secrets.token_hex(3)}"
+        try:
+            return timed(["skopeo", "copy", "--quiet", *insecure, f"docker://{seed}",
+                          f"dir:{dest}"], "skopeo pull")
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+
+    print("  skopeo push ...", file=sys.stderr, flush=True)
+    push = series(runs, push_once)
+    print("  skopeo pull ...", file=sys.stderr, flush=True)
+    pull = series(runs, pull_once)
+    # berth pushes the blobs its store keeps, as they are (a loaded archive's layers stay
+    # uncompressed): the like-for-like skopeo push sends stored gzip blobs from a dir: copy
+    stored = work / "skopeo-stored"
+    run_cli(["skopeo", "copy", "--quiet", *insecure, f"docker://{seed}", f"dir:{stored}"],
+            "skopeo pull to dir")
+
+    def push_stored_once() -> float:
+        reg = regs.start()
+        try:
+            return timed(["skopeo", "copy", "--quiet", *insecure, f"dir:{stored}",
+                          f"docker://{reg.host}/bench/skopeo:latest"], "skopeo push")
+        finally:
+            regs.drop(reg)
+
+    print("  skopeo push from dir: ...", file=sys.stderr, flush=True)
+    push_stored = series(runs, push_stored_once)
+    shutil.rmtree(stored, ignore_errors=True)
+    return {"push": push, "pull": pull, "push_stored": push_stored}
+
+
+def render(results: dict[str, dict[str, object]], size: int) -> str:
+    labels = list(results)
+    mb = size / 1e6
+    bases = [b for b in ("skopeo", "docker") if b in results and "berth" in results]
+    head = "| op | " + " | ".join(f"{x} MB/s (median s)" for x in labels)
+    head += "".join(f" | berth/{b} |" if i == 0 else f" berth/{b} |"
+                    for i, b in enumerate(bases)) or " |"
+    lines = [head, "|---|" + "---|" * (len(labels) + len(bases))]
+    for op in ("push", "pull"):
+        cells = []
+        for label in labels:
+            s = results[label][op]
+            assert isinstance(s, dict)
+            cells.append(f"{mb / s['median']:.0f} ({s['median']:.2f})")
+        line = f"| {op} | " + " | ".join(cells) + " |"
+        for b in bases:  # ratio of throughputs: > 1 means berth is faster
+            own, other = results["berth"][op], results[b][op]
+            assert isinstance(own, dict) and isinstance(other, dict)
+            line += f" {other['median'] / own['median']:.2f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=3, help="timed runs per measurement (default 3)")
+    p.add_argument("--size-mb", type=int, default=300, help="image size in MiB (default 300)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--engines", default="berth,skopeo,docker")
+    p.add_argument("--json", help="also write the raw results here")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/registry.py: berthd needs root", file=sys.stderr)
+        return 2
+    engines = args.engines.split(",")
+    work = Path(tempfile.mkdtemp(prefix="berth-bench-registry-"))
+    regs = Registries(work)
+    results: dict[str, dict[str, object]] = {}
+    notes: list[str] = []
+    own: OwnBerthd | None = None
+    docker_tags: list[str] = []
+    size = 0
+    try:
+        print("making the image ...", file=sys.stderr, flush=True)
+        image, size = make_image(work, args.size_mb, args.layers)
+        seed_reg = regs.start()
+        seed = f"{seed_reg.host}/bench/seed:latest"
+        run_cli(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                 f"docker-archive:{image}", f"docker://{seed}"], "seeding the registry")
+        if "berth" in engines:
+            own = OwnBerthd()
+            print("measuring berth ...", file=sys.stderr, flush=True)
+            results["berth"] = measure_engine(own.cli, "berth", image, regs, seed, args.runs, [])
+        if "skopeo" in engines:
+            print("measuring skopeo ...", file=sys.stderr, flush=True)
+            results["skopeo"] = measure_skopeo(image, regs, seed, work, args.runs)
+        if "docker" in engines:
+            if answering(["docker", "info"]):
+                print("measuring docker ...", file=sys.stderr, flush=True)
+                results["docker"] = measure_engine(["docker"], "docker", image, regs, seed,
+                                                   args.runs, docker_tags)
+            else:
+                notes.append("docker: skipped (not installed or `docker info` does not answer)")
+    finally:
+        if docker_tags:
+            subprocess.run(["docker", "rmi", "-f", *docker_tags], capture_output=True)
+        if own is not None:
+            own.stop()
+        regs.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"runs={args.runs}  host: {os.uname().release}, {os.cpu_count()} CPUs; "
+          f"{args.layers} layers of random bytes, {size / 1e6:.0f} MB; push = fresh registry "
+          "per run, pull = after rmi; ratio = throughput berth / other (> 1: berth faster)")
+    print(render(results, size))
+    stored = results.get("skopeo", {}).get("push_stored")
+    if isinstance(stored, dict):
+        line = (f"skopeo push of stored gzip blobs (dir: source, no compression): "
+                f"{size / 1e6 / stored['median']:.0f} MB/s ({stored['median']:.2f} s)")
+        own_push = results.get("berth", {}).get("push")
+        if isinstance(own_push, dict):
+            line += f"; berth/skopeo {stored['median'] / own_push['median']:.2f}"
+        print(line)
+    for note in notes:
+        print(note)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": args.runs, "bytes": size,
+                                               "results": results, "notes": notes}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
