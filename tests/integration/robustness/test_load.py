@@ -76,7 +76,7 @@ def _load(d: Daemon, n: int, tag: str) -> dict[str, float]:
         start = time.monotonic()
         procs = list(pool.map(lambda c: d.cli("rm", "-f", c, timeout=300), sorted(ids)))
         times["rm -f"] = time.monotonic() - start
-        bad = [(p.returncode, p.stderr.decode()[-300:]) for p in procs
+        bad = [(-1, p.returncode, p.stderr.decode()[-300:]) for p in procs
                if p.returncode != 0 or p.stderr]
         assert not bad, bad
         assert sorted(p.stdout.decode().strip() for p in procs) == sorted(ids)
