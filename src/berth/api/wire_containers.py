@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from berth.api.wire_volumes import parse_mounts, render_mount_requests
 from berth.engine.logs import parse_timestamp
 from berth.engine.model import (
     ContainerConfig,
@@ -22,7 +23,6 @@ from berth.engine.model import (
     RestartPolicy,
     Ulimit,
 )
-from berth.api.wire_volumes import parse_mounts, render_mount_requests
 from berth.errors import InvalidArgument
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
