@@ -241,7 +241,8 @@ class ContainerService:
 
     async def _start_failed(self, record: ContainerRecord, err: BerthError, code: int) -> None:
         """Docker keeps a container whose start failed in ``created`` with the would-be exit
-        code; attach streams waiting for the start end, an auto-remove container goes."""
+        code; attach streams and waits for the start end (``start`` removes an auto-remove
+        container once it has let go of the lock)."""
         status = replace(record.status, error=str(err), exit_code=code)
         self._save(replace(record, status=status))
         for fut in self._pending_attach.pop(record.id, []):
