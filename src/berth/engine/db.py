@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from berth.engine.model import ContainerRecord
 from berth.engine.records import from_plain, to_plain
 from berth.errors import AlreadyExists, Internal
+from berth.sqlite_db import SqliteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -33,73 +31,46 @@ CREATE TABLE IF NOT EXISTS containers (
 """
 
 
-class ContainerDB:
+class ContainerDB(SqliteDatabase):
     """Container records, safe to use from the event loop thread and from worker threads."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        super().__init__(path, _SCHEMA, "container")
 
     def insert(self, record: ContainerRecord) -> None:
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute("INSERT INTO containers (id, name, record) VALUES (?, ?, ?)",
                              (record.id, record.name, _dump(record)))
         except sqlite3.IntegrityError as err:
             raise AlreadyExists(f"container {record.name} exists already") from err
 
     def update(self, record: ContainerRecord) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             cur = conn.execute("UPDATE containers SET name = ?, record = ? WHERE id = ?",
                                (record.name, _dump(record), record.id))
             if cur.rowcount != 1:
                 raise Internal(f"container {record.id} vanished from the database")
 
     def delete(self, container_id: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def get(self, container_id: str) -> ContainerRecord | None:
-        with self._lock:
-            row = self._conn.execute("SELECT record FROM containers WHERE id = ?",
-                                     (container_id,)).fetchone()
-        return _load(row[0]) if row else None
+        rows = self.query("SELECT record FROM containers WHERE id = ?", (container_id,))
+        return _load(rows[0][0]) if rows else None
 
     def by_name(self, name: str) -> ContainerRecord | None:
-        with self._lock:
-            row = self._conn.execute("SELECT record FROM containers WHERE name = ?",
-                                     (name,)).fetchone()
-        return _load(row[0]) if row else None
+        rows = self.query("SELECT record FROM containers WHERE name = ?", (name,))
+        return _load(rows[0][0]) if rows else None
 
     def by_id_prefix(self, prefix: str) -> list[ContainerRecord]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT record FROM containers WHERE substr(id, 1, ?) = ?",
-                (len(prefix), prefix)).fetchall()
+        rows = self.query("SELECT record FROM containers WHERE substr(id, 1, ?) = ?",
+                          (len(prefix), prefix))
         return [_load(r[0]) for r in rows]
 
     def all(self) -> list[ContainerRecord]:
-        with self._lock:
-            rows = self._conn.execute("SELECT record FROM containers").fetchall()
-        return [_load(r[0]) for r in rows]
+        return [_load(r[0]) for r in self.query("SELECT record FROM containers")]
 
 
 def _dump(record: ContainerRecord) -> str:

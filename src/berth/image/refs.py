@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.errors import Internal
 from berth.oci.digest import ChainID, Digest
+from berth.sqlite_db import SqliteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -74,75 +71,50 @@ class RefRow:
     kind: str  # "tag" | "digest"
 
 
-class ImageDB:
+class ImageDB(SqliteDatabase):
     """Thread-safe access to the two tables; reads see the last committed state."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as err:
-            raise Internal(f"cannot open image database {path}: {err}") from err
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _query(self, sql: str, args: Iterable[object] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            return list(self._conn.execute(sql, tuple(args)))
+        super().__init__(path, _SCHEMA, "image")
 
     # -- reads -------------------------------------------------------------------------------
 
     def image(self, image_id: str) -> ImageRow | None:
-        rows = self._query(_IMAGE_SELECT + " WHERE id = ?", (image_id,))
+        rows = self.query(_IMAGE_SELECT + " WHERE id = ?", (image_id,))
         return _image_row(rows[0]) if rows else None
 
     def images(self) -> list[ImageRow]:
-        return [_image_row(r) for r in self._query(_IMAGE_SELECT + " ORDER BY created DESC")]
+        return [_image_row(r) for r in self.query(_IMAGE_SELECT + " ORDER BY created DESC")]
 
     def ids_with_prefix(self, hex_prefix: str) -> list[str]:
         # hex_prefix is validated hex by the caller, so LIKE wildcards cannot sneak in
-        rows = self._query("SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hex_prefix}%",))
+        rows = self.query("SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hex_prefix}%",))
         return [str(r[0]) for r in rows]
 
     def children(self, image_id: str) -> list[str]:
         return [
-            str(r[0]) for r in self._query("SELECT id FROM images WHERE parent = ?", (image_id,))
+            str(r[0]) for r in self.query("SELECT id FROM images WHERE parent = ?", (image_id,))
         ]
 
     def resolve(self, ref: str) -> str | None:
-        rows = self._query("SELECT image_id FROM image_refs WHERE ref = ?", (ref,))
+        rows = self.query("SELECT image_id FROM image_refs WHERE ref = ?", (ref,))
         return str(rows[0][0]) if rows else None
 
     def refs_of(self, image_id: str) -> list[RefRow]:
-        rows = self._query(
+        rows = self.query(
             "SELECT ref, image_id, repo, kind FROM image_refs WHERE image_id = ? ORDER BY ref",
             (image_id,),
         )
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
     def refs_in_repo(self, repo: str) -> list[RefRow]:
-        rows = self._query(
+        rows = self.query(
             "SELECT ref, image_id, repo, kind FROM image_refs WHERE repo = ? ORDER BY ref", (repo,)
         )
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
     def all_refs(self) -> list[RefRow]:
-        rows = self._query("SELECT ref, image_id, repo, kind FROM image_refs ORDER BY ref")
+        rows = self.query("SELECT ref, image_id, repo, kind FROM image_refs ORDER BY ref")
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
 

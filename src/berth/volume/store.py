@@ -15,15 +15,14 @@ import json
 import re
 import secrets
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from berth.errors import AlreadyExists, InvalidArgument
+from berth.sqlite_db import SqliteDatabase
 
 # Docker's rule for local volume names: an alphanumeric first character, then one or more.
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -79,49 +78,27 @@ class VolumeRecord:
                    anonymous=bool(data.get("anonymous", False)))
 
 
-class VolumeStore:
+class VolumeStore(SqliteDatabase):
     """Volume records, safe to use from the event loop thread and from worker threads."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        super().__init__(path, _SCHEMA, "volume")
 
     def insert(self, record: VolumeRecord) -> None:
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute("INSERT INTO volumes (name, record) VALUES (?, ?)",
                              (record.name, record.to_json()))
         except sqlite3.IntegrityError as err:
             raise AlreadyExists(f"volume {record.name} exists already") from err
 
     def delete(self, name: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
 
     def get(self, name: str) -> VolumeRecord | None:
-        with self._lock:
-            row = self._conn.execute("SELECT record FROM volumes WHERE name = ?",
-                                     (name,)).fetchone()
-        return VolumeRecord.from_json(row[0]) if row else None
+        rows = self.query("SELECT record FROM volumes WHERE name = ?", (name,))
+        return VolumeRecord.from_json(rows[0][0]) if rows else None
 
     def all(self) -> list[VolumeRecord]:
-        with self._lock:
-            rows = self._conn.execute("SELECT record FROM volumes").fetchall()
-        return [VolumeRecord.from_json(r[0]) for r in rows]
+        return [VolumeRecord.from_json(r[0]) for r in self.query("SELECT record FROM volumes")]
