@@ -92,6 +92,28 @@ def confirm(cli: Cli, warning: str) -> bool:
     return line in ("y", "yes")
 
 
+def inspect_each(cli: Cli, paths: Sequence[str], fmt: str,
+                 query: Mapping[str, Any] | None = None) -> int:
+    """``inspect`` of several objects as docker does it: print the ones found, then fail with
+    one ``Error response from daemon`` line per missing one."""
+    from berth.cli.client import ApiError
+    from berth.cli.context import StatusError
+
+    found: list[Any] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            found.append(cli.client.get_json(path, query))
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            errors.append(exc.message)
+    print_inspect(cli, found, fmt)
+    if errors:
+        raise StatusError("\n".join(f"Error response from daemon: {e}" for e in errors), 1)
+    return 0
+
+
 def print_inspect(cli: Cli, items: list[Any], fmt: str) -> None:
     if fmt:
         tmpl = template.parse(template.expand_escapes(fmt))

@@ -9,7 +9,7 @@ from berth.cli import _ref
 from berth.cli.client import ApiError
 from berth.cli.context import StatusError
 from berth.cli.flags import Command, Flag
-from berth.cli.listing import filters_param, print_inspect, render_rows
+from berth.cli.listing import filters_param, inspect_each, render_rows
 from berth.cli.render import (
     ago,
     display_names,
@@ -115,20 +115,8 @@ INSPECT = Command("inspect", "inspect [OPTIONS] CONTAINER [CONTAINER...]",
 
 def inspect(cli: Cli, argv: list[str]) -> int:
     opts, args = cli.parse(INSPECT, argv)
-    found: list[Any] = []
-    errors: list[str] = []
-    for name in args:
-        try:
-            found.append(cli.client.get_json(f"/containers/{name}/json",
-                                             {"size": 1} if opts["size"] else None))
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            errors.append(exc.message)
-    print_inspect(cli, found, opts["format"])
-    if errors:
-        raise StatusError("\n".join(f"Error response from daemon: {e}" for e in errors), 1)
-    return 0
+    return inspect_each(cli, [f"/containers/{name}/json" for name in args], opts["format"],
+                        {"size": 1} if opts["size"] else None)
 
 
 LOGS = Command("logs", "logs [OPTIONS] CONTAINER", "Fetch the logs of a container", [

@@ -10,7 +10,7 @@ from berth.cli import _ref
 from berth.cli.client import ApiError
 from berth.cli.context import StatusError
 from berth.cli.flags import Command, Flag
-from berth.cli.listing import filters_param, print_inspect, render_rows
+from berth.cli.listing import filters_param, inspect_each, render_rows
 from berth.cli.render import ago, human_size, print_json_messages, short_id
 
 TYPE_CHECKING = False
@@ -99,19 +99,8 @@ INSPECT = Command("inspect", "image inspect [OPTIONS] IMAGE [IMAGE...]",
 
 def inspect(cli: Cli, argv: list[str]) -> int:
     opts, args = cli.parse(INSPECT, argv)
-    found: list[Any] = []
-    errors = []
-    for name in args:
-        try:
-            found.append(cli.client.get_json(f"/images/{name}/json"))
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            errors.append(exc.message)
-    print_inspect(cli, found, opts["format"])
-    if errors:
-        raise StatusError("\n".join(f"Error response from daemon: {e}" for e in errors), 1)
-    return 0
+    return inspect_each(cli, [f"/images/{name}/json" for name in args], opts["format"],
+                        None)
 
 
 HISTORY = Command("history", "history [OPTIONS] IMAGE", "Show the history of an image", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from berth.cli.client import ApiError
 from berth.cli.context import StatusError
 from berth.cli.flags import Command, Flag
-from berth.cli.listing import confirm, filters_param, print_inspect, render_rows
+from berth.cli.listing import confirm, filters_param, inspect_each, render_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,20 +96,8 @@ INSPECT = Command("inspect", "network inspect [OPTIONS] NETWORK [NETWORK...]",
 
 def inspect(cli: Cli, argv: list[str]) -> int:
     opts, args = cli.parse(INSPECT, argv)
-    found: list[Any] = []
-    errors = []
-    for name in args:
-        try:
-            found.append(cli.client.get_json(f"/networks/{name}",
-                                             {"verbose": "true"} if opts["verbose"] else None))
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            errors.append(exc.message)
-    print_inspect(cli, found, opts["format"])
-    if errors:
-        raise StatusError("\n".join(f"Error response from daemon: {e}" for e in errors), 1)
-    return 0
+    return inspect_each(cli, [f"/networks/{name}" for name in args], opts["format"],
+                        {"verbose": "true"} if opts["verbose"] else None)
 
 
 RM = Command("rm", "network rm NETWORK [NETWORK...]", "Remove one or more networks", [
