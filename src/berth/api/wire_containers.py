@@ -24,6 +24,7 @@ from berth.engine.model import (
     Ulimit,
 )
 from berth.errors import InvalidArgument
+from berth.humanize import human_duration
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -338,34 +339,6 @@ def render_inspect(r: ContainerRecord, cdir: Path, extras: dict[str, Any]) -> di
 
 def command_string(r: ContainerRecord) -> str:
     return " ".join(r.config.argv)
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's (go-units) HumanDuration wording."""
-    s = int(seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def _ago(rfc3339: str, now: float) -> str:

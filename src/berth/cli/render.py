@@ -5,6 +5,8 @@ All functions are pure except ``print_json_messages``, which writes to the strea
 
 from __future__ import annotations
 
+from berth.humanize import human_duration
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -31,34 +33,6 @@ def human_size(size: float, precision: int = 4) -> str:
 def bytes_size(size: float) -> str:
     """go-units ``BytesSize``: binary units (``324KiB``, ``23.54GiB``)."""
     return _scaled(float(size), 1024.0, _BINARY, 4)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units ``HumanDuration`` (``Less than a second``, ``About a minute``, ``3 weeks``)."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600 / 24 / 365)} years"
 
 
 def ago(timestamp: float, now: float) -> str:
