@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import NamedTuple, Protocol
@@ -186,3 +187,34 @@ def open_cgroup(path: str, mode: CgroupMode | None = None) -> CgroupManager:
 def ensure_exists(directory: str) -> None:
     if not os.path.isdir(directory):
         raise NotFound(f"cgroup {directory} does not exist")
+
+
+def signal_members(cgroup: CgroupManager, sig: int, freeze: bool = True) -> None:
+    """Send ``sig`` to every process of ``cgroup``, frozen meanwhile when it can be so that
+    forks cannot escape the signal (runc kill --all does the same)."""
+    frozen = False
+    if freeze:
+        try:
+            cgroup.freeze()
+            frozen = True
+        except RuntimeFailure:
+            pass
+    try:
+        for pid in cgroup.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        if frozen:
+            cgroup.thaw()
+
+
+def kill_until_empty(cgroup: CgroupManager, timeout: float = 2.0) -> None:
+    """SIGKILL the members of ``cgroup`` until none is left (a cgroup with members cannot go)."""
+    deadline = time.monotonic() + timeout
+    while cgroup.pids():
+        cgroup.kill_all(signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"cgroup {cgroup.path} still has processes after SIGKILL")
+        time.sleep(0.002)

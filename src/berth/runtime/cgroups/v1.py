@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
 from berth.errors import RuntimeFailure
 from berth.runtime.cgroups.base import (
     Hierarchy,
     ensure_exists,
+    kill_until_empty,
     mounted_hierarchies,
     own_cgroups,
     read_file,
@@ -19,6 +19,7 @@ from berth.runtime.cgroups.base import (
     read_procs,
     remove_group,
     resolve_path,
+    signal_members,
     write_file,
 )
 from berth.runtime.cgroups.resources import CgroupResources, v1_resource_files
@@ -153,33 +154,13 @@ class CgroupV1Manager:
         return read_keyed(os.path.join(directory, "memory.oom_control")).get("oom_kill", 0)
 
     def kill_all(self, sig: int) -> None:
-        # Freezing first stops forks from escaping the signal (runc kill --all does the same).
-        frozen = False
-        if self._dir("freezer") and os.path.isdir(os.path.dirname(self._freezer())):
-            try:
-                self.freeze()
-                frozen = True
-            except RuntimeFailure:
-                frozen = False
-        try:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        finally:
-            if frozen:
-                self.thaw()
+        freezer = bool(self._dir("freezer")) and os.path.isdir(os.path.dirname(self._freezer()))
+        signal_members(self, sig, freeze=freezer)
 
     def destroy(self) -> None:
         if not self.exists():
             return
-        deadline = time.monotonic() + 2.0
-        while self.pids():
-            self.kill_all(signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(f"cgroup {self.path} still has processes after SIGKILL")
-            time.sleep(0.002)
+        kill_until_empty(self)
         for directory in self._dirs.values():
             remove_group(directory)
 

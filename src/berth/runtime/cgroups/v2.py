@@ -10,6 +10,7 @@ from berth.errors import RuntimeFailure
 from berth.runtime.cgroups.base import (
     CGROUP_ROOT,
     ensure_exists,
+    kill_until_empty,
     own_cgroups,
     read_file,
     read_int,
@@ -17,6 +18,7 @@ from berth.runtime.cgroups.base import (
     read_procs,
     remove_group,
     resolve_path,
+    signal_members,
     write_file,
 )
 from berth.runtime.cgroups.resources import (
@@ -150,29 +152,10 @@ class CgroupV2Manager:
         if sig == signal.SIGKILL and os.path.exists(self._file("cgroup.kill")):
             write_file(self._file("cgroup.kill"), "1")
             return
-        frozen = False
-        try:
-            self.freeze()
-            frozen = True
-        except RuntimeFailure:
-            pass
-        try:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        finally:
-            if frozen:
-                self.thaw()
+        signal_members(self, sig)
 
     def destroy(self) -> None:
         if not self.exists():
             return
-        deadline = time.monotonic() + 2.0
-        while self.pids():
-            self.kill_all(signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(f"cgroup {self.path} still has processes after SIGKILL")
-            time.sleep(0.002)
+        kill_until_empty(self)
         remove_group(self.directory)
