@@ -14,7 +14,7 @@ from aiohttp import web
 
 from berth.api import wire_containers as wire
 from berth.api import wire_networks
-from berth.api.streams import encode_frame
+from berth.api.streams import encode_frame, query_filters
 from berth.engine.containers import ContainerService
 from berth.engine.logs import LogQuery, follow_logs, parse_since, read_logs
 from berth.engine.model import ContainerRecord, ContainerState
@@ -50,24 +50,6 @@ def _int_query(request: web.Request, name: str) -> int | None:
         return int(value)
     except ValueError as err:
         raise InvalidArgument(f"invalid value for {name}: {value!r}") from err
-
-
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise InvalidArgument(f"invalid filter '{raw}'") from err
-    # a filter that is not {"key": [values]} or {"key": {value: true}} (found by schemathesis)
-    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
-        raise InvalidArgument(f"invalid filter '{raw}'")
-    out: dict[str, list[str]] = {}
-    for key, value in data.items():
-        # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
-        out[key] = list(value.keys()) if isinstance(value, dict) else list(value)
-    return out
 
 
 def _tree_size(path: Path) -> int:
@@ -145,7 +127,7 @@ class ContainerRoutes:
     async def list_containers(self, request: web.Request) -> web.Response:
         show_all = _flag(request, "all")
         limit = _int_query(request, "limit") or -1
-        filters = _filters(request)
+        filters = query_filters(request)
         for key, values in filters.items():  # docker rejects what it does not know
             if key not in _PS_FILTERS:
                 raise InvalidArgument(f"Invalid filter '{key}'")
@@ -250,7 +232,7 @@ class ContainerRoutes:
         from berth.api.prune_filters import container_prune_filter
 
         match, sizes = await asyncio.to_thread(container_prune_filter, self.service,
-                                               _filters(request), time.time())
+                                               query_filters(request), time.time())
         deleted = await self.service.prune(match)
         return web.json_response({"ContainersDeleted": deleted or None,
                                   "SpaceReclaimed": sum(sizes.get(i, 0) for i in deleted)})

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from berth.api import wire_networks as wire
+from berth.api.streams import query_filters
 from berth.engine.containers import ContainerService
 from berth.engine.network_store import NetworkRecord
 from berth.engine.networks import NetworkService
 from berth.errors import InvalidArgument
-
-
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise InvalidArgument(f"invalid filter '{raw}'") from err
-    # a filter that is not {"key": [values]} or {"key": {value: true}} (found by schemathesis)
-    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
-        raise InvalidArgument(f"invalid filter '{raw}'")
-    return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in data.items()}
 
 
 def _label_match(rec: NetworkRecord, wanted: list[str]) -> bool:
@@ -89,7 +75,7 @@ class NetworkRoutes:
         return bool(self.service.active_containers(rec.id))
 
     async def list(self, request: web.Request) -> web.Response:
-        filters = _filters(request)
+        filters = query_filters(request)
         out = [wire.render_network(n) for n in self.service.list_networks()
                if _matches(n, filters, self._in_use(n))]
         return web.json_response(out)
@@ -110,7 +96,7 @@ class NetworkRoutes:
         return web.Response(status=204)
 
     async def prune(self, request: web.Request) -> web.Response:
-        filters = _filters(request)
+        filters = query_filters(request)
         labels = filters.get("label", [])
         deleted = await self.service.prune(
             keep=(lambda rec: not _label_match(rec, labels)) if labels else None)

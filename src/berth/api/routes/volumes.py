@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from berth.api.streams import json_response, run_blocking
+from berth.api.streams import json_response, query_filters, run_blocking
 from berth.api.wire_volumes import render_volume
 from berth.engine.container_archive import ArchiveService, stat_header
 from berth.engine.volumes import VolumeService
 from berth.errors import InvalidArgument, NotFound
-
-
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise InvalidArgument(f"invalid filter '{raw}'") from err
-    if not isinstance(data, dict) or not all(isinstance(v, (dict, list)) for v in data.values()):
-        raise InvalidArgument(f"invalid filter '{raw}'")
-    # both {"k": ["v"]} and the legacy {"k": {"v": true}} forms
-    return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in data.items()}
 
 
 def _str_map(value: Any, field: str) -> dict[str, str]:
@@ -57,7 +42,7 @@ class VolumeRoutes:
         return render_volume(record, str(self.service.mountpoint(record.name)))
 
     async def list(self, request: web.Request) -> web.Response:
-        records = await run_blocking(request, self.service.list, _filters(request))
+        records = await run_blocking(request, self.service.list, query_filters(request))
         return json_response({"Volumes": [self._render(r) for r in records], "Warnings": None})
 
     async def create(self, request: web.Request) -> web.Response:
@@ -86,7 +71,7 @@ class VolumeRoutes:
         return web.Response(status=204)
 
     async def prune(self, request: web.Request) -> web.Response:
-        report = await run_blocking(request, self.service.prune, _filters(request))
+        report = await run_blocking(request, self.service.prune, query_filters(request))
         return json_response({"VolumesDeleted": list(report.deleted) or None,
                               "SpaceReclaimed": report.space_reclaimed})
 
