@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berth.build.config_steps import apply_config_step
-from berth.build.context import BuildContext, extract_context
 from berth.build.executor import (
     SCRIPT_PATH,
     BaseImage,
@@ -41,6 +40,7 @@ from berth.build.executor import (
 from berth.build.instructions import EnvInstruction, parse_instruction
 from berth.engine.build_mounts import CacheMounts, remove_stubs
 from berth.engine.containers import ContainerService
+from berth.engine.context_cache import ContextCache
 from berth.engine.model import ContainerConfig, HostConfig, MountRequest
 from berth.errors import DockerfileError, InvalidArgument, NotImplementedByBerth
 from berth.image.records import format_time
@@ -299,34 +299,30 @@ class BuildService:
     def __init__(self, images: ImageStore, containers: ContainerService, layers: LayerStore,
                  data_root: Path) -> None:
         self._work = data_root / "builder"
-        self._contexts = self._work / "contexts"
-        self._contexts.mkdir(parents=True, exist_ok=True)
+        self._contexts = ContextCache(self._work / "contexts")
         self._images = images
         self._containers = containers
         self.backend = EngineBuildBackend(images, containers, layers, self._work)
-        for stale in self._contexts.iterdir():  # left by a daemon that died mid-build
-            shutil.rmtree(stale, ignore_errors=True)
 
     async def build(self, body: BinaryIO, request: BuildRequest,
                     progress: Progress) -> BuildResult:
-        """Unpack the context from ``body`` (read in a worker thread) and build it."""
+        """Build the context in ``body`` (read in a worker thread; see ``ContextCache``)."""
         if request.remote:
             raise NotImplementedByBerth("building from a remote context is not supported by "
                                         "berth yet")
-        root = Path(tempfile.mkdtemp(prefix="context-", dir=self._contexts))
+        lease = await asyncio.to_thread(self._contexts.acquire, body, request.dockerfile)
+        built = False
         try:
-            context_dir = root / "context"
-            context_dir.mkdir()
-            await asyncio.to_thread(extract_context, body, context_dir)
-            context = await asyncio.to_thread(BuildContext.open, context_dir, request.dockerfile)
             options = BuildOptions(
                 tags=tuple(request.tags), build_args=dict(request.build_args),
                 target=request.target or None, no_cache=request.no_cache,
                 labels=dict(request.labels))
-            return await build(context.dockerfile_text, context, self.backend, options,
-                               progress)
+            result = await build(lease.context.dockerfile_text, lease.context, self.backend,
+                                 options, progress)
+            built = True
+            return result
         finally:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await asyncio.to_thread(self._contexts.release, lease, built)
 
     async def commit(self, request: CommitRequest) -> str:
         """``docker commit``: the container's writable layer as a new image."""
