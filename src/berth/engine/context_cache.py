@@ -56,7 +56,8 @@ class ContextCache:
         """The context ``body`` holds, unpacked (blocking: run it in a worker thread).
 
         Hand the lease back with ``release`` when the build is over."""
-        with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY, mode="w+b", dir=self._dir) as spool:
+        with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY, mode="w+b",
+                                           dir=str(self._dir)) as spool:
             digest = hashlib.sha256()
             size = 0
             while chunk := body.read(_CHUNK):
