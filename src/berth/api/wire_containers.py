@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.api.wire_volumes import parse_mounts, render_mount_requests
+from berth.engine.log_config import reads_logs
 from berth.engine.logs import parse_timestamp
 from berth.engine.model import (
     ContainerConfig,
@@ -324,7 +325,8 @@ def render_inspect(r: ContainerRecord, cdir: Path, extras: dict[str, Any]) -> di
         "Id": r.id, "Created": r.created, "Path": r.path, "Args": r.args,
         "State": render_state(r), "Image": r.image_id,
         "ResolvConfPath": str(cdir / "resolv.conf"), "HostnamePath": str(cdir / "hostname"),
-        "HostsPath": str(cdir / "hosts"), "LogPath": str(cdir / f"{r.id}-json.log"),
+        "HostsPath": str(cdir / "hosts"),
+        "LogPath": str(cdir / f"{r.id}-json.log") if reads_logs(r.host_config.log_type) else "",
         "Name": "/" + r.name, "RestartCount": r.restart_count, "Driver": "overlay2",
         "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": extras.get("ExecIDs"),

@@ -326,6 +326,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
     if opts["stop_timeout"] is not None:
         config["StopTimeout"] = opts["stop_timeout"]
 
+    if opts["log_driver"] == "none" and opts["log_opt"]:
+        raise bad("invalid logging opts for driver none")
     log_config: dict[str, Any] = {"Type": opts["log_driver"], "Config": {}}
     for item in opts["log_opt"]:
         key, _, value = item.partition("=")

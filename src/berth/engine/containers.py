@@ -20,6 +20,7 @@ from typing import Any
 
 from berth.engine import hardening, launch, recovery, restart
 from berth.engine.db import ContainerDB
+from berth.engine.log_config import check_log_config, log_settings
 from berth.engine.model import (
     ContainerConfig,
     ContainerRecord,
@@ -126,6 +127,9 @@ class ContainerService:
     async def create(self, name: str | None, config: ContainerConfig,
                      host: HostConfig, endpoints: dict[str, Any] | None = None
                      ) -> ContainerRecord:
+        if config.stop_signal:
+            check_stop_signal(config.stop_signal)
+        check_log_config(host.log_type, host.log_config)
         if name:
             name = validate_name(name)
             if existing := self._db.by_name(name):
@@ -203,9 +207,11 @@ class ContainerService:
             if self.networks is not None:
                 netns = await self.networks.setup(record, cdir, self.get)
             try:
+                h = record.host_config
                 shim = await launch.start_container(
                     record, cdir, self._exec_root, self._images, self._layers,
-                    self._runtimes[record.runtime], self.log_path(record.id),
+                    self._runtimes[record.runtime],
+                    log_settings(h.log_type, h.log_config, self.log_path(record.id)),
                     forkserver=self._forkserver, netns=netns,
                     mounts_for=self.mounts.spec_mounts if self.mounts is not None else None)
             except BaseException:
@@ -560,6 +566,16 @@ class ContainerService:
             else:
                 counts["stopped"] += 1
         return counts
+
+
+def check_stop_signal(value: str) -> None:
+    """Docker's check of ``--stop-signal`` at create: a name it knows or a non-zero number."""
+    text = value.strip()
+    if text.lstrip("+-").isdigit():
+        if int(text) == 0:
+            raise InvalidArgument(f"Invalid signal: {value}")
+        return
+    parse_signal(text)
 
 
 def parse_signal(value: str | int) -> int:

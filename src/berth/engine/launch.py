@@ -18,6 +18,7 @@ from typing import Any
 
 from berth.engine import hardening
 from berth.engine.container_files import process_env
+from berth.engine.log_config import LogSettings
 from berth.engine.model import ContainerRecord, ContainerState
 from berth.engine.shim import ExitState, Shim, read_exit
 from berth.engine.trash import Trash
@@ -127,7 +128,7 @@ def shim_dir(exec_root: Path, container_id: str) -> Path:
 
 
 async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, images: Any,
-                          layers: Any, runtime: str, log_path: Path,
+                          layers: Any, runtime: str, log: LogSettings,
                           forkserver: Any = None, netns: str = "",
                           mounts_for: MountsHook | None = None) -> Shim:
     """Mount, write the spec, start a shim that runs ``runtime create``. Nothing is left
@@ -139,7 +140,7 @@ async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, 
         return await Shim.launch(
             container_id=record.id, bundle=cdir, runtime=runtime,
             runtime_root=exec_root / "runtime", state_dir=shim_dir(exec_root, record.id),
-            log_path=log_path, tty=record.config.tty, stdin=record.config.open_stdin,
+            log=log, tty=record.config.tty, stdin=record.config.open_stdin,
             stdin_once=record.config.stdin_once, forkserver=forkserver)
     except BaseException as err:
         await asyncio.to_thread(release_rootfs, cdir)

@@ -16,9 +16,10 @@ from berth.api import wire_containers as wire
 from berth.api import wire_networks
 from berth.api.streams import encode_frame, query_filters
 from berth.engine.containers import ContainerService
+from berth.engine.log_config import reads_logs
 from berth.engine.logs import LogQuery, follow_logs, parse_since, read_logs
 from berth.engine.model import ContainerRecord, ContainerState
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, InvalidArgument, NotImplementedByBerth
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,8 @@ class ContainerRoutes:
         stdout, stderr = _flag(request, "stdout"), _flag(request, "stderr")
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        if not reads_logs(record.host_config.log_type):
+            raise NotImplementedByBerth("configured logging driver does not support reading")
         tail_text = request.query.get("tail", "all")
         tail = None if tail_text in ("", "all") else int(tail_text)
         now = time.time()
