@@ -218,10 +218,9 @@ def test_create_validates_workdir_and_cpus(daemon) -> None:  # type: ignore[no-u
     assert b"Range of CPUs is from 0.01 to " in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="classic builder wording is 'dockerfile parse error line "
-                   "N: ...' (cases/013); berth says 'Dockerfile:N: ...' and "
-                   "tests/integration/build/test_build.py asserts berth's form")
 def test_dockerfile_parse_error_wording(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # the classic builder's wording is 'dockerfile parse error line N: ...' (cases/013); berth
+    # said 'Dockerfile:N: ...'
     (tmp_path / "Dockerfile").write_text("FROM busybox\nFOO bar\n")
     proc = daemon.cli("build", str(tmp_path))
     assert b"Error response from daemon: dockerfile parse error line 2: unknown instruction: " \
