@@ -25,7 +25,10 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "commit": ("container", "commit", "Create a new image from a container's changes"),
         "cp": ("copy", "cp", "Copy files/folders between a container and the local filesystem"),
         "create": ("run", "create", "Create a new container"),
+        "diff": ("rootfs", "diff", "Inspect changes to files or directories on a container's "
+            "filesystem"),
         "exec": ("run", "exec_", "Execute a command in a running container"),
+        "export": ("rootfs", "export", "Export a container's filesystem as a tar archive"),
         "inspect": ("container", "inspect", "Display detailed information on one or more "
             "containers"),
         "kill": ("container", "kill", "Kill one or more running containers"),
@@ -101,7 +104,9 @@ TOP: dict[str, tuple[str, str]] = {
     "unpause": ("container", "unpause"), "top": ("container", "top"),
     "rename": ("container", "rename"), "cp": ("container", "cp"),
     "commit": ("container", "commit"), "port": ("container", "port"),
-    "stats": ("container", "stats"), "images": ("image", "ls"), "rmi": ("image", "rm"),
+    "stats": ("container", "stats"), "diff": ("container", "diff"),
+    "export": ("container", "export"),
+    "images": ("image", "ls"), "rmi": ("image", "rm"),
     "load": ("image", "load"), "save": ("image", "save"), "tag": ("image", "tag"),
     "import": ("image", "import"), "history": ("image", "history"),
     "pull": ("image", "pull"), "push": ("image", "push"), "build": ("image", "build"),
