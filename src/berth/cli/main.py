@@ -47,6 +47,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "stop": ("container", "stop", "Stop one or more running containers"),
         "top": ("container", "top", "Display the running processes of a container"),
         "unpause": ("container", "unpause", "Unpause all processes within one or more containers"),
+        "update": ("update", "update", "Update configuration of one or more containers"),
         "wait": ("container", "wait", "Block until one or more containers stop, then print "
             "their exit codes"),
     }),
@@ -105,7 +106,7 @@ TOP: dict[str, tuple[str, str]] = {
     "rename": ("container", "rename"), "cp": ("container", "cp"),
     "commit": ("container", "commit"), "port": ("container", "port"),
     "stats": ("container", "stats"), "diff": ("container", "diff"),
-    "export": ("container", "export"),
+    "export": ("container", "export"), "update": ("container", "update"),
     "images": ("image", "ls"), "rmi": ("image", "rm"),
     "load": ("image", "load"), "save": ("image", "save"), "tag": ("image", "tag"),
     "import": ("image", "import"), "history": ("image", "history"),

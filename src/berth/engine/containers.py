@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import hardening, launch, recovery, restart
+from berth.engine import container_update, hardening, launch, recovery, resource_checks, restart
+from berth.engine.container_update import ResourceUpdate
 from berth.engine.db import ContainerDB
 from berth.engine.log_config import check_log_config, log_settings
 from berth.engine.model import (
@@ -126,7 +127,8 @@ class ContainerService:
 
     async def create(self, name: str | None, config: ContainerConfig,
                      host: HostConfig, endpoints: dict[str, Any] | None = None
-                     ) -> ContainerRecord:
+                     ) -> tuple[ContainerRecord, list[str]]:
+        """The new container and dockerd's warnings (a limit the host cannot apply)."""
         if config.stop_signal:
             check_stop_signal(config.stop_signal)
         check_log_config(host.log_type, host.log_config)
@@ -143,6 +145,7 @@ class ContainerService:
         if runtime not in self._runtimes:
             raise InvalidArgument(f"Unknown runtime specified {runtime}")
         hardening.validate_host_config(host)
+        host, warnings = resource_checks.check_host_resources(host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
         if not merged.argv:
@@ -170,7 +173,7 @@ class ContainerService:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         self._on_event("create", container_id, {"name": name, "image": config.image})
-        return record
+        return record, warnings
 
     def _unused_name(self) -> str:
         for _ in range(64):
@@ -493,6 +496,22 @@ class ContainerService:
                 await self._remove_now(record.id)
                 deleted.append(record.id)
         return deleted
+
+    async def update(self, ref: str, request: ResourceUpdate) -> list[str]:
+        """``docker update``: new limits and restart policy, into the cgroup of a running
+        container first (see ``berth.engine.container_update``); dockerd's warnings."""
+        record = self.get(ref)
+        request, warnings = await asyncio.to_thread(
+            container_update.check_update, request, resource_checks.host_support())
+        async with self._lock(record.id):
+            record = self.get(record.id)
+            host = container_update.merge_update(record, request)
+            if record.is_running:
+                await asyncio.to_thread(container_update.apply_live,
+                                        launch.cgroups_path(record.id), host, request)
+            self._save(replace(record, host_config=host))
+        self._on_event("update", record.id, {"name": record.name})
+        return warnings
 
     def rename(self, ref: str, new_name: str) -> None:
         record = self.get(ref)
