@@ -366,6 +366,7 @@ def test_container_prune_with_label_filter(docker: DockerCLI) -> None:
 
 def test_export_diff_update(docker: DockerCLI, tmp_path: Path) -> None:
     name = docker.name()
+    since = int(time.time()) - 1
     docker.ok("run", "-d", "--name", name, "busybox", "sh", "-c",
               "rm /bin/printenv; mkdir /new; echo n > /new/f; exec sleep 300")
     deadline = time.monotonic() + 10
@@ -397,6 +398,13 @@ def test_export_diff_update(docker: DockerCLI, tmp_path: Path) -> None:
                            "Error response from daemon: No such container: dcli-no-such\n")
     proc = docker.run("update", "--blkio-weight", "300", name)
     assert proc.returncode == 0 and proc.stdout.startswith(f"{name}\n")
+
+    until = int(time.time()) + 1
+    time.sleep(max(0.0, until - time.time()) + 0.05)
+    out = docker.ok("events", "--since", str(since), "--until", str(until), "--filter",
+                    f"container={name}", "--format", "{{.Action}}", timeout=30)
+    assert [a for a in out.split() if a in ("export", "update")] == ["export", "update",
+                                                                      "update"], out
 
 
 def test_inspect_template_errors(docker: DockerCLI) -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from berth.engine.containers import ContainerService
+from berth.engine.containers import ContainerService, EventSink
 from berth.engine.model import ContainerRecord
 from berth.engine.mounts import MountManager
 from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotFound, PermissionDenied
@@ -49,11 +49,12 @@ def stat_header(stat: dict[str, Any]) -> str:
 
 class ArchiveService:
     def __init__(self, containers: ContainerService, mounts: MountManager, images: Any,
-                 layers: Any) -> None:
+                 layers: Any, on_event: EventSink | None = None) -> None:
         self._containers = containers
         self._mounts = mounts
         self._images = images
         self._layers = layers
+        self._on_event = on_event or (lambda action, cid, attrs: None)
         self._users: dict[str, int] = {}  # container id -> requests holding its rootfs
 
     # -- rootfs for the duration of a request -------------------------------------------------
@@ -161,6 +162,7 @@ class ArchiveService:
         it, without its volumes and bind mounts (entries named ``bin/sh``, no ``.``)."""
         record = self._containers.get(ref)
         _, stream = await self._tar(record, ref, "export", "/", mounts=False)
+        self._on_event("export", record.id, {})
         return stream
 
     async def _tar(self, record: ContainerRecord, ref: str, op: str, path: str,

@@ -32,8 +32,8 @@ UPDATE = Command("update", "update [OPTIONS] CONTAINER [CONTAINER...]",
                          "(0-3, 0,1)"),
                      Flag("memory", "m", "bytes", help="Memory limit"),
                      Flag("memory-reservation", "", "bytes", help="Memory soft limit"),
-                     Flag("memory-swap", "", "str", help="Swap limit equal to memory plus "
-                         "swap: '-1' to enable unlimited swap"),
+                     Flag("memory-swap", "", "str", metavar="bytes", help="Swap limit equal "
+                         "to memory plus swap: '-1' to enable unlimited swap"),
                      Flag("pids-limit", "", "optint", help="Tune container pids limit (set -1 "
                          "for unlimited)"),
                      Flag("restart", "", "str", help="Restart policy to apply when a container "
