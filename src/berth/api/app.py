@@ -186,11 +186,13 @@ def build_app(engine: Engine) -> web.Application:
 
         route_sets.append(BuildRoutes(engine.builds))
     if engine.volumes is not None:
-        from berth.api.routes.volumes import ArchiveRoutes, VolumeRoutes
+        from berth.api.routes.volumes import VolumeRoutes
 
         route_sets.append(VolumeRoutes(engine.volumes))
-        if engine.archives is not None:
-            route_sets.append(ArchiveRoutes(engine.archives))
+    if engine.archives is not None:
+        from berth.api.routes.archive import ArchiveRoutes
+
+        route_sets.append(ArchiveRoutes(engine.archives))
     return make_app(route_sets)
 
 

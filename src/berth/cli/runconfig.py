@@ -17,6 +17,8 @@ F = Flag
 CREATE_FLAGS = [
     F("add-host", "", "list", help="Add a custom host-to-IP mapping (host:ip)"),
     F("attach", "a", "list", help="Attach to STDIN, STDOUT or STDERR"),
+    F("blkio-weight", "", "int", help="Block IO (relative weight), between 10 and 1000, or 0 "
+        "to disable (default 0)"),
     F("cap-add", "", "list", help="Add Linux capabilities"),
     F("cap-drop", "", "list", help="Drop Linux capabilities"),
     F("cgroupns", "", "str", help="Cgroup namespace to use (host|private)"),
@@ -326,6 +328,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
     if opts["stop_timeout"] is not None:
         config["StopTimeout"] = opts["stop_timeout"]
 
+    if opts["log_driver"] == "none" and opts["log_opt"]:
+        raise bad("invalid logging opts for driver none")
     log_config: dict[str, Any] = {"Type": opts["log_driver"], "Config": {}}
     for item in opts["log_opt"]:
         key, _, value = item.partition("=")
@@ -356,7 +360,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
         host["Runtime"] = opts["runtime"]
     host.update({
         "Isolation": "", "CpuShares": opts["cpu_shares"], "Memory": opts["memory"],
-        "NanoCpus": int(round(opts["cpus"] * 1e9)), "CgroupParent": "", "BlkioWeight": 0,
+        "NanoCpus": int(round(opts["cpus"] * 1e9)), "CgroupParent": "",
+        "BlkioWeight": opts["blkio_weight"],
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
         "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
         "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": opts["cpuset_cpus"],

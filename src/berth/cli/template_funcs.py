@@ -23,6 +23,11 @@ class _NoValue:
 NO_VALUE = _NoValue()
 
 
+class GoMap(dict):  # type: ignore[type-arg]
+    """A JSON object that is a Go map (not a struct) in the type the docker CLI decodes into:
+    a missing key is ``<no value>`` there, where a missing struct field is an error."""
+
+
 # ---------------------------------------------------------------------------------- values
 def truth(value: Any) -> bool:
     if value is NO_VALUE or value is None:

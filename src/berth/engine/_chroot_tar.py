@@ -1,4 +1,5 @@
-"""The process behind ``/containers/{id}/archive``: stat, tar or untar a path in a container.
+"""The process behind ``/containers/{id}/archive`` and ``/export``: stat, tar or untar a path in
+a container, or tar all of it.
 
 Run by the daemon as ``python -m berth.engine._chroot_tar OP CONFIG_JSON``. It makes a private
 mount namespace, binds the container's volumes onto its rootfs there, and ``chroot``s into the
@@ -9,8 +10,8 @@ resolves it for the container itself. The namespace and its mounts vanish with t
 Everything the work needs is imported before the chroot, and no user or group name is ever
 looked up (NSS would load libraries from the container's root).
 
-Output: one JSON line on stdout (``{"stat": {...}}`` or ``{"error": msg, "status": code}``),
-then, for ``get``, the tar stream.
+Output: one JSON line on stdout (``{"stat": {...}}``, ``{"ok": true}`` or ``{"error": msg,
+"status": code}``), then, for ``get`` and ``export``, the tar stream.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
-    info.mtime = st.st_mtime
+    info.mtime = int(st.st_mtime)  # whole seconds, as Docker's archives: no pax header for it
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
         info.type = tarfile.DIRTYPE
@@ -213,7 +214,7 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
             info.type = tarfile.LNKTYPE
             info.linkname = links[key]
             info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-            info.mtime = st.st_mtime
+            info.mtime = int(st.st_mtime)
             tar.addfile(info)
             return
         links[key] = name
@@ -237,6 +238,17 @@ def op_get(path: str, out: IO[bytes]) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         # "dir/." names the entries "./x" as docker does: clients rebase the "." prefix
         _add(tar, resolved, base if base != "/" else ".", {}, bare_root=base != ".")
+
+
+def op_export(out: IO[bytes]) -> None:
+    """The whole root as ``docker export`` writes it: no entry for ``/`` itself, names
+    relative to it (``bin``, ``bin/busybox``)."""
+    out.write(b'{"ok": true}\n')
+    out.flush()
+    links: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(os.listdir("/")):
+            _add(tar, "/" + entry, entry, links)
 
 
 def _check_name(name: str) -> str:
@@ -317,6 +329,8 @@ def main() -> int:
             out.write((json.dumps({"stat": info}) + "\n").encode())
         elif op == "get":
             op_get(cfg["path"], out)
+        elif op == "export":
+            op_export(out)
         elif op == "put":
             op_put(cfg, sys.stdin.buffer)
             out.write(b'{"ok": true}\n')

@@ -210,7 +210,7 @@ class EngineBuildBackend:
             script.chmod(0o755)
             host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",), mounts=mounts)
         try:
-            record = await self._containers.create(None, container, host)
+            record, _ = await self._containers.create(None, container, host)
         except BaseException:
             await self._drop_image(run_image, parent)
             shutil.rmtree(script_dir, ignore_errors=True)

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import hardening, launch, recovery, restart
+from berth.engine import container_update, hardening, launch, recovery, resource_checks, restart
+from berth.engine.container_update import ResourceUpdate
 from berth.engine.db import ContainerDB
+from berth.engine.log_config import check_log_config, log_settings
 from berth.engine.model import (
     ContainerConfig,
     ContainerRecord,
@@ -125,7 +127,11 @@ class ContainerService:
 
     async def create(self, name: str | None, config: ContainerConfig,
                      host: HostConfig, endpoints: dict[str, Any] | None = None
-                     ) -> ContainerRecord:
+                     ) -> tuple[ContainerRecord, list[str]]:
+        """The new container and dockerd's warnings (a limit the host cannot apply)."""
+        if config.stop_signal:
+            check_stop_signal(config.stop_signal)
+        check_log_config(host.log_type, host.log_config)
         if name:
             name = validate_name(name)
             if existing := self._db.by_name(name):
@@ -139,6 +145,7 @@ class ContainerService:
         if runtime not in self._runtimes:
             raise InvalidArgument(f"Unknown runtime specified {runtime}")
         hardening.validate_host_config(host)
+        host, warnings = resource_checks.check_host_resources(host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
         if not merged.argv:
@@ -166,7 +173,7 @@ class ContainerService:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         self._on_event("create", container_id, {"name": name, "image": config.image})
-        return record
+        return record, warnings
 
     def _unused_name(self) -> str:
         for _ in range(64):
@@ -203,9 +210,11 @@ class ContainerService:
             if self.networks is not None:
                 netns = await self.networks.setup(record, cdir, self.get)
             try:
+                h = record.host_config
                 shim = await launch.start_container(
                     record, cdir, self._exec_root, self._images, self._layers,
-                    self._runtimes[record.runtime], self.log_path(record.id),
+                    self._runtimes[record.runtime],
+                    log_settings(h.log_type, h.log_config, self.log_path(record.id)),
                     forkserver=self._forkserver, netns=netns,
                     mounts_for=self.mounts.spec_mounts if self.mounts is not None else None)
             except BaseException:
@@ -488,6 +497,22 @@ class ContainerService:
                 deleted.append(record.id)
         return deleted
 
+    async def update(self, ref: str, request: ResourceUpdate) -> list[str]:
+        """``docker update``: new limits and restart policy, into the cgroup of a running
+        container first (see ``berth.engine.container_update``); dockerd's warnings."""
+        record = self.get(ref)
+        request, warnings = await asyncio.to_thread(
+            container_update.check_update, request, resource_checks.host_support())
+        async with self._lock(record.id):
+            record = self.get(record.id)
+            host = container_update.merge_update(record, request)
+            if record.is_running:
+                await asyncio.to_thread(container_update.apply_live,
+                                        launch.cgroups_path(record.id), host, request)
+            self._save(replace(record, host_config=host))
+        self._on_event("update", record.id, {"name": record.name})
+        return warnings
+
     def rename(self, ref: str, new_name: str) -> None:
         record = self.get(ref)
         new_name = validate_name(new_name)
@@ -560,6 +585,16 @@ class ContainerService:
             else:
                 counts["stopped"] += 1
         return counts
+
+
+def check_stop_signal(value: str) -> None:
+    """Docker's check of ``--stop-signal`` at create: a name it knows or a non-zero number."""
+    text = value.strip()
+    if text.lstrip("+-").isdigit():
+        if int(text) == 0:
+            raise InvalidArgument(f"Invalid signal: {value}")
+        return
+    parse_signal(text)
 
 
 def parse_signal(value: str | int) -> int:

@@ -18,6 +18,8 @@ from typing import Any
 
 from berth.engine import hardening
 from berth.engine.container_files import process_env
+from berth.engine.container_update import resources_for
+from berth.engine.log_config import LogSettings
 from berth.engine.model import ContainerRecord, ContainerState
 from berth.engine.shim import ExitState, Shim, read_exit
 from berth.engine.trash import Trash
@@ -40,23 +42,6 @@ from berth.engine.container_files import merge_image_config, write_network_files
 
 def cgroups_path(container_id: str) -> str:
     return f"/berth/{container_id}"
-
-
-def _resources(record: ContainerRecord) -> runtime_spec.Resources:
-    h = record.host_config
-    quota, period = h.cpu_quota or None, h.cpu_period or None
-    if h.nano_cpus:
-        period = 100_000
-        quota = h.nano_cpus * period // 1_000_000_000
-    swap: int | None = h.memory_swap or None
-    if h.memory and not h.memory_swap:
-        swap = h.memory * 2  # Docker's default: as much swap as memory
-    return runtime_spec.Resources(
-        memory=h.memory or None, memory_swap=swap if h.memory else None,
-        memory_reservation=h.memory_reservation or None, cpu_shares=h.cpu_shares or None,
-        cpu_quota=quota, cpu_period=period, cpuset_cpus=h.cpuset_cpus or None,
-        cpuset_mems=h.cpuset_mems or None,
-        pids_limit=h.pids_limit if h.pids_limit and h.pids_limit > 0 else None)
 
 
 def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
@@ -88,7 +73,7 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         ipc_mode="host" if h.ipc_mode == "host" else "private",
         pid_mode="host" if h.pid_mode == "host" else "private",
         uts_mode="host" if h.uts_mode == "host" else "private",
-        resources=_resources(record), cgroups_path=cgroups_path(record.id),
+        resources=resources_for(h), cgroups_path=cgroups_path(record.id),
         cap_add=h.cap_add, cap_drop=h.cap_drop, privileged=h.privileged,
         readonly_rootfs=h.readonly_rootfs, sysctls=dict(h.sysctls),
         rlimits=tuple(runtime_spec.Rlimit(u.name, u.soft, u.hard) for u in h.ulimits),
@@ -127,7 +112,7 @@ def shim_dir(exec_root: Path, container_id: str) -> Path:
 
 
 async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, images: Any,
-                          layers: Any, runtime: str, log_path: Path,
+                          layers: Any, runtime: str, log: LogSettings,
                           forkserver: Any = None, netns: str = "",
                           mounts_for: MountsHook | None = None) -> Shim:
     """Mount, write the spec, start a shim that runs ``runtime create``. Nothing is left
@@ -139,7 +124,7 @@ async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, 
         return await Shim.launch(
             container_id=record.id, bundle=cdir, runtime=runtime,
             runtime_root=exec_root / "runtime", state_dir=shim_dir(exec_root, record.id),
-            log_path=log_path, tty=record.config.tty, stdin=record.config.open_stdin,
+            log=log, tty=record.config.tty, stdin=record.config.open_stdin,
             stdin_once=record.config.stdin_once, forkserver=forkserver)
     except BaseException as err:
         await asyncio.to_thread(release_rootfs, cdir)

@@ -111,7 +111,8 @@ def build_engine(config: DaemonConfig) -> Engine:
                   events=events, execs=execs,
                   registries=build_registries(config, images, content), networks=networks,
                   builds=BuildService(images, containers, layers, root),
-                  volumes=volumes, archives=ArchiveService(containers, mounts, images, layers))
+                  volumes=volumes, archives=ArchiveService(containers, mounts, images, layers,
+                                                            on_event=container_events))
 
 
 def resolve_runtime(path: str) -> str:

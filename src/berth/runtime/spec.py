@@ -170,6 +170,7 @@ class Resources:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_limit: int | None = None
+    blkio_weight: int | None = None
 
 
 # Docker's default device cgroup rules: deny all, then allow the standard character devices.
@@ -460,6 +461,8 @@ def _resources(inp: SpecInput) -> dict[str, Any]:
         out["cpu"] = cpu
     if res.pids_limit is not None:
         out["pids"] = {"limit": res.pids_limit}
+    if res.blkio_weight is not None:
+        out["blockIO"] = {"weight": res.blkio_weight}
     return out
 
 

@@ -161,9 +161,19 @@ def test_copy_of_a_missing_file_names_it(builder):
 
 
 def test_syntax_error_names_the_line(builder):
+    # the classic builder's words (shared case 013): the line of the instruction, or none
+    # for an error in the text itself
     proc = builder.build(builder.context("FROM busybox\n\n# c\nRUNN echo\n"))
     assert proc.returncode == 1
-    assert b"Dockerfile:4: unknown instruction: RUNN" in proc.stderr
+    assert proc.stderr == (b"Error response from daemon: dockerfile parse error line 4: "
+                           b"unknown instruction: RUNN\n")
+    proc = builder.build(builder.context("FROM busybox\nENV a\n"))
+    assert proc.returncode == 1
+    assert proc.stderr == (b"Error response from daemon: failed to parse Dockerfile: "
+                           b"ENV must have two arguments\n")
+    proc = builder.build(builder.context("FROM busybox\nCMD --help\n"))
+    assert b"Error response from daemon: dockerfile parse error line 2: Unknown flag: help\n" \
+        == proc.stderr
 
 
 def test_unused_build_arg_warns(builder):

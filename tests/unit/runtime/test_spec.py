@@ -85,6 +85,7 @@ def _mount(spec: dict[str, Any], dest: str) -> dict[str, Any]:
                 cpu_period=100000,
                 cpuset_cpus="0",
                 pids_limit=100,
+                blkio_weight=300,
             ),
             rlimits=(Rlimit("nofile", 1024, 2048),),
             no_new_privileges=True,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 from berth.cli import _ref
 from berth.cli.client import ApiError
 from berth.cli.context import StatusError
+from berth.cli.download import check_output, is_terminal, write_output
 from berth.cli.flags import Command, Flag
 from berth.cli.listing import filters_param, inspect_each, render_rows
 from berth.cli.render import ago, human_size, print_json_messages, short_id
@@ -195,13 +194,6 @@ LOAD = Command("load", "load [OPTIONS]", "Load an image from a tar archive or ST
 ], max_args=0, aliases=("image load", "load"))
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(os.isatty(stream.fileno()))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def load(cli: Cli, argv: list[str]) -> int:
     opts, _ = cli.parse(LOAD, argv)
     if opts["input"]:
@@ -211,14 +203,14 @@ def load(cli: Cli, argv: list[str]) -> int:
             raise StatusError(f"open {opts['input']}: {(err.strerror or str(err)).lower()}",
                               1) from None
     else:
-        if _isatty(cli.stdin):
+        if is_terminal(cli.stdin):
             raise StatusError("requested load from stdin, but stdin is empty", 1)
         source = cli.stdin
     try:
         resp = cli.client.request("POST", "/images/load", {"quiet": 1 if opts["quiet"] else 0},
                                   stream=source, headers={"Content-Type": "application/x-tar"})
         if "json" in resp.headers.get("content-type", ""):
-            error = print_json_messages(resp.iter_json(), cli.stdout, _isatty(cli.stdout))
+            error = print_json_messages(resp.iter_json(), cli.stdout, is_terminal(cli.stdout))
             if error:
                 raise StatusError(error["message"], 1)
         else:
@@ -237,26 +229,9 @@ SAVE = Command("save", "save [OPTIONS] IMAGE [IMAGE...]",
 
 def save(cli: Cli, argv: list[str]) -> int:
     opts, args = cli.parse(SAVE, argv)
-    if not opts["output"] and _isatty(cli.stdout):
-        raise StatusError("cowardly refusing to save to a terminal. Use the -o flag or redirect",
-                          1)
-    parent = os.path.dirname(opts["output"] or "") or "."
-    if opts["output"] and not os.path.isdir(parent):  # docker checks before asking the daemon
-        raise StatusError(f"failed to save image: invalid output path: stat {parent}: no such "
-                          "file or directory", 1)
+    check_output(cli, opts["output"], "failed to save image")  # before asking the daemon
     resp = cli.client.request("GET", "/images/get", {"names": args})
-    if opts["output"]:
-        tmp = opts["output"] + ".berth-tmp"
-        with open(tmp, "wb") as fh:
-            for data in resp.iter_raw():
-                fh.write(data)
-        os.replace(tmp, opts["output"])
-        return 0
-    out = getattr(cli.stdout, "buffer", None) or sys.stdout.buffer
-    cli.stdout.flush()
-    for data in resp.iter_raw():
-        out.write(data)
-    out.flush()
+    write_output(cli, resp, opts["output"])
     return 0
 
 
@@ -297,7 +272,7 @@ def import_(cli: Cli, argv: list[str]) -> int:
         resp = cli.client.request("POST", "/images/create", query, stream=stream,
                                   headers={"Content-Type": "application/x-tar"}
                                   if stream is not None else None)
-        error = print_json_messages(resp.iter_json(), cli.stdout, _isatty(cli.stdout))
+        error = print_json_messages(resp.iter_json(), cli.stdout, is_terminal(cli.stdout))
         if error:
             raise StatusError(error["message"], 1)
     finally:

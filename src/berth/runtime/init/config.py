@@ -268,6 +268,7 @@ def parse_resources(raw: dict[str, Any]) -> CgroupResources:
     mem = _obj(raw.get("memory"), "linux.resources.memory")
     cpu = _obj(raw.get("cpu"), "linux.resources.cpu")
     pids = _obj(raw.get("pids"), "linux.resources.pids")
+    block_io = _obj(raw.get("blockIO"), "linux.resources.blockIO")
     rules = []
     for item in _list(raw.get("devices"), "linux.resources.devices"):
         item = _obj(item, "linux.resources.devices[]")
@@ -292,6 +293,7 @@ def parse_resources(raw: dict[str, Any]) -> CgroupResources:
         cpuset_cpus=_str(cpu.get("cpus"), "cpu.cpus") or None,
         cpuset_mems=_str(cpu.get("mems"), "cpu.mems") or None,
         pids_limit=_opt_int(pids.get("limit"), "pids.limit"),
+        blkio_weight=_opt_int(block_io.get("weight"), "blockIO.weight"),
         # Rules are applied after "deny all"; the default nodes stay usable, as with runc.
         devices=(DeviceRule(False, "a"), *rules, *DEFAULT_DEVICE_RULES) if rules else (),
     )
