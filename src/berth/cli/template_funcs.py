@@ -184,7 +184,7 @@ def _json(value: Any) -> str:
     if isinstance(value, dict) and any(callable(v) for v in value.values()):
         # a listing row: docker marshals its fields (sorted), not its methods like .Label
         value = {k: value[k] for k in sorted(value) if not callable(value[k])}
-    return go_json(None if value is NO_VALUE else value)
+    return go_json(None if value is NO_VALUE else value, escape_html=False)
 
 
 def _join(items: Any, sep: str) -> str:

@@ -13,7 +13,8 @@ DATA: dict[str, Any] = {
     "Name": "/web",
     "Args": ["-f", "-p", "80"],
     "State": {"Status": "running", "Running": True, "ExitCode": 0, "Pid": 42},
-    "Config": {"Labels": {"k": "v", "a.b": "c"}, "Entrypoint": None, "Env": ["A=1", "B=2"]},
+    "Config": {"Labels": {"k": "v", "a.b": "c"}, "Entrypoint": None, "Env": ["A=1", "B=2"],
+               "OnBuild": ['RUN echo "x" >> /log && test 1 -lt 2']},
     "Mounts": [{"Source": "/s1", "Destination": "/d1"}, {"Source": "/s2", "Destination": "/d2"}],
     "Count": 3,
     "Ratio": 0.5,
@@ -29,6 +30,8 @@ CASES = [
     ("{{json .State}}", '{"Status":"running","Running":true,"ExitCode":0,"Pid":42}'),
     ("{{json .Config.Labels}}", '{"k":"v","a.b":"c"}'),
     ("{{json .Config.Entrypoint}}", "null"),
+    # the docker CLI turns Go's HTML escaping off (case 011: docker inspect of Config.OnBuild)
+    ("{{json .Config.OnBuild}}", '["RUN echo \\"x\\" >> /log && test 1 -lt 2"]'),
     ("{{range .Mounts}}{{.Source}}{{end}}", "/s1/s2"),
     ("{{range $i, $m := .Mounts}}{{$i}}:{{$m.Destination}} {{end}}", "0:/d1 1:/d2 "),
     ("{{range .Nothing}}x{{else}}none{{end}}", "none"),
