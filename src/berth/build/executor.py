@@ -67,6 +67,9 @@ from berth.oci.image import ImageConfig
 
 log = logging.getLogger(__name__)
 
+# dockerd's build stream marks what went to stderr with these ANSI colour codes
+_STDERR_START, _STDERR_END = "\x1b[91m", "\x1b[0m"
+
 __all__ = [
     "BaseImage", "RunSpec", "BuildOptions", "BuildBackend", "Progress", "StepFailed",
     "BuildResult", "build", "SCRIPT_PATH",
@@ -209,6 +212,10 @@ async def build(dockerfile_text: str, context: BuildContext | None, backend: Bui
     with tempfile.TemporaryDirectory(prefix="build-", dir=scratch_parent) as scratch:
         run = _Run(df, context, backend, options, progress, Path(scratch))
         run.total = len(df.global_args) + sum(1 + len(s.instructions) for s in stages)
+        parse_warnings = [w for w in df.warnings if w != df.unused_build_args_warning]
+        if parse_warnings:  # dockerd writes them to the build's stderr, which it colours red
+            await progress.stream(_STDERR_START + "".join(w + "\n" for w in parse_warnings)
+                                  + _STDERR_END)
         for arg in df.global_args:
             await _announce(run, arg.original)
         state = await _build_stages(run, stages)
