@@ -116,6 +116,9 @@ def parse_port_spec(spec: str) -> list[tuple[str, str, str]]:
     proto = "tcp"
     if "/" in spec:
         spec, proto = spec.rsplit("/", 1)
+        proto = proto.lower()
+        if proto not in ("tcp", "udp", "sctp"):
+            raise ValueError(f"invalid proto: {proto}")
     ip = ""
     host = ""
     if spec.startswith("["):  # IPv6 literal
@@ -256,8 +259,11 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
     for spec in opts["publish"]:
         try:
             entries = parse_port_spec(spec)
-        except ValueError as err:
-            raise bad(f'invalid argument "{spec}" for "-p, --publish" flag: {err}') from None
+        except ValueError as err:  # checked after flag parsing, as docker's CLI does
+            from berth.cli.context import StatusError
+
+            raise StatusError(f"berth: {err}\n\nRun 'berth {cmd.name} --help' for more "
+                              "information", 125) from None
         for port, ip, host_port in entries:
             exposed[port] = {}
             bindings.setdefault(port, []).append({"HostIp": ip, "HostPort": host_port})

@@ -104,6 +104,74 @@ def test_published_loopback_port_serves_the_page(daemon):
     assert not any(ip in line for line in _nat_rules().splitlines() if "DNAT" in line)
 
 
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive ports free for TCP and UDP on every address."""
+    for _ in range(50):
+        base = _free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    sock = socket.socket(socket.AF_INET, kind)
+                    socks.append(sock)
+                    sock.bind(("0.0.0.0", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no block of free ports")
+
+
+def test_case_027_publish_port_forms(daemon):
+    """Case 027: ``[ip:][hostPort:]containerPort[/proto]``, ranges, conflicts, bad specs.
+
+    Docker also lists ``[::]:<port>`` for the 0.0.0.0 bindings on IPv6 hosts; berth publishes
+    IPv4 only (docs/compatibility.md).
+    """
+    base = _free_block(7)
+    fixed, udp, pair, spread = base, base + 1, base + 2, base + 4  # pair: 2 ports, spread: 3
+    name = "case027-" + secrets.token_hex(4)
+    with _cleanup(daemon, [name, name + "-2"]):
+        daemon.out("run", "-d", "--name", name, "-p", f"127.0.0.1:{fixed}:80",
+                   "-p", "127.0.0.1::80", "-p", f"{udp}:80/udp",
+                   "-p", f"{pair}-{pair + 1}:9000-9001", "-p", f"{spread}-{spread + 2}:8080",
+                   "busybox", "sh", "-c", HTTPD.format(page="hello-from-ctr"))
+        lines = sorted(daemon.out("port", name).splitlines())
+        random_line = next(ln for ln in lines if ln.startswith("80/tcp -> 127.0.0.1:")
+                           and ln != f"80/tcp -> 127.0.0.1:{fixed}")
+        random_port = int(random_line.rsplit(":", 1)[1])
+        assert random_port not in (fixed, 0)
+        assert lines == sorted([
+            f"80/tcp -> 127.0.0.1:{fixed}", random_line, f"80/udp -> 0.0.0.0:{udp}",
+            f"8080/tcp -> 0.0.0.0:{spread}", f"9000/tcp -> 0.0.0.0:{pair}",
+            f"9001/tcp -> 0.0.0.0:{pair + 1}"])
+        assert _get(f"http://127.0.0.1:{fixed}/") == "hello-from-ctr\n"
+        assert _get(f"http://127.0.0.1:{random_port}/") == "hello-from-ctr\n"
+        exposed = _inspect(daemon, name)["Config"]["ExposedPorts"]
+        assert set(exposed) == {"80/tcp", "80/udp", "8080/tcp", "9000/tcp", "9001/tcp"}
+
+        proc = daemon.cli("run", "--rm", "--name", name + "-2", "-p", f"127.0.0.1:{fixed}:80",
+                          "busybox", "true")
+        assert proc.returncode == 125
+        assert f"Bind for 127.0.0.1:{fixed} failed: port is already allocated" in \
+            proc.stderr.decode().splitlines()[0]
+
+    for spec, message in [
+        (f"{base}-{base + 2}:8000-8001", "invalid ranges specified for container and host Ports: "
+                                         f"8000-8001 and {base}-{base + 2}"),
+        ("80/bogus", "invalid proto: bogus"),
+    ]:
+        proc = daemon.cli("run", "--rm", "-p", spec, "busybox", "true")
+        assert proc.returncode == 125
+        # the docker 28 CLI's words (the 20.10 CLI capitalised "Invalid")
+        assert proc.stderr.decode() == (f"berth: {message}\n\n"
+                                        "Run 'berth run --help' for more information\n")
+
+
 def test_publish_all_exposed_ports_from_the_image(daemon):
     tag = "exposed-" + secrets.token_hex(4)
     src = tag + "-src"
