@@ -278,6 +278,67 @@ def test_hosts_file_with_hostname_and_add_host(daemon):
     assert names == "web.example.com web" and ip.count(".") == 3
 
 
+HOSTS_HEAD = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+              "ff02::2\tip6-allrouters"]
+
+
+def _host_nameservers() -> list[str]:
+    """The host's resolv.conf nameservers as a default-bridge container gets them."""
+    with open("/etc/resolv.conf") as f:
+        found = [ln.split()[1] for ln in f if ln.startswith("nameserver") and len(ln.split()) > 1]
+    kept = [ns for ns in found if not ns.startswith("127.") and ns != "::1"]
+    return kept or ["8.8.8.8", "8.8.4.4"]
+
+
+def test_case_031_hostname_hosts_and_resolv_conf(daemon):
+    """Case 031: hostname is the short ID, /etc/hosts and /etc/resolv.conf are generated per
+    container (bind mounts: writable, never committed)."""
+    suffix = secrets.token_hex(4)
+    name, net, image = "case031-" + suffix, "case031net-" + suffix, "case031img-" + suffix
+    with _cleanup(daemon, [name], [net]):
+        cid = daemon.out("run", "-d", "--name", name, "--add-host", "db.internal:192.0.2.10",
+                         "busybox", "sleep", "30").strip()
+        short = cid[:12]
+        assert daemon.out("exec", name, "hostname") == f"{short}\n"
+        assert daemon.out("exec", name, "sh", "-c", "echo $HOSTNAME") == f"{short}\n"
+        ip = _inspect(daemon, name)["NetworkSettings"]["IPAddress"]
+        assert daemon.out("exec", name, "cat", "/etc/hosts").splitlines() == [
+            *HOSTS_HEAD, "192.0.2.10\tdb.internal", f"{ip}\t{short}"]
+        resolv = daemon.out("exec", name, "cat", "/etc/resolv.conf").splitlines()
+        assert [ln.split()[1] for ln in resolv if ln.startswith("nameserver")] == \
+            _host_nameservers()
+        info = _inspect(daemon, name)
+        assert all(info[key] for key in ("HostsPath", "ResolvConfPath", "HostnamePath"))
+        # writable at run time, but not part of the container's changes
+        daemon.out("exec", name, "sh", "-c",
+                   "echo 192.0.2.99 extra >> /etc/hosts && echo x >> /etc/resolv.conf")
+        daemon.out("commit", name, image)
+        try:
+            committed = daemon.out("run", "--rm", "--network", "none", "--entrypoint", "cat",
+                                   image, "/etc/hosts")
+            assert "extra" not in committed
+        finally:
+            daemon.cli("rmi", image)
+
+        out = daemon.out("run", "--rm", "--hostname", "web.example.com", "busybox", "sh", "-c",
+                         "hostname; tail -1 /etc/hosts")
+        first, last = out.splitlines()
+        assert first == "web.example.com"
+        host_ip, names = last.split("\t")
+        assert names == "web.example.com web" and host_ip.count(".") == 3
+
+        out = daemon.out("run", "--rm", "--dns", "192.0.2.53", "--dns-search", "corp.example",
+                         "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf")
+        assert out.splitlines() == ["search corp.example", "nameserver 192.0.2.53",
+                                    "options ndots:2"]
+
+        daemon.out("network", "create", net)
+        out = daemon.out("run", "--rm", "--network", net, "busybox", "grep", "-E",
+                         "^(nameserver|options)", "/etc/resolv.conf")
+        assert out.splitlines() == ["nameserver 127.0.0.11", "options ndots:0"]
+
+
 def test_restart_keeps_ports_and_stop_leaves_nothing(fresh_daemon, test_images):
     d = fresh_daemon
     d.out("load", "-i", str(test_images.busybox_docker_tar))
