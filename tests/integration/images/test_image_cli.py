@@ -159,3 +159,65 @@ def test_images_move_between_berth_and_real_docker(daemon, tmp_path):
     finally:
         subprocess.run(["docker", "rmi", "berth-export:1"], capture_output=True, env=env)
         daemon.cli("rmi", "berth-export:1")
+
+
+CASE_033_TAGS = [  # (target, what the CLI prints on stderr; "" = accepted)
+    ("casetest-033", ""),
+    ("docker.io/library/casetest-033:two", ""),
+    ("index.docker.io/library/casetest-033:three", ""),
+    ("casetest-ns/casetest-033:Mixed_Case-tag.1", ""),
+    ("localhost:5000/casetest-033/app:v1", ""),
+    ("localhost/casetest-033", ""),
+    ("Casetest-033/app",
+     "Error response from daemon: invalid reference format: repository name must be lowercase"),
+    ("casetest-033:a:b", 'Error parsing reference: "casetest-033:a:b" is not a valid '
+                         "repository/tag: invalid reference format"),
+    ("casetest-033@sha256:" + "0" * 64, "refusing to create a tag with a digest reference"),
+    ("-name", 'Error parsing reference: "-name" is not a valid repository/tag: invalid '
+              "reference format"),
+]
+CASE_033_LISTED = ["casetest-033:latest", "casetest-033:three", "casetest-033:two",
+                   "casetest-ns/casetest-033:Mixed_Case-tag.1", "localhost/casetest-033:latest",
+                   "localhost:5000/casetest-033/app:v1"]
+
+
+def test_case_033_tag_targets_listing_and_aliases(daemon):
+    """Case 033: names normalise to docker.io/library, hosts need a dot, colon or localhost,
+    repositories are lowercase, a tag target carries no digest (docker 28 CLI's messages)."""
+    try:
+        for target, message in CASE_033_TAGS:
+            proc = daemon.cli("tag", "busybox:latest", target)
+            assert proc.stderr.decode().strip() == message, target
+            assert proc.returncode == (1 if message else 0), target
+        listed = daemon.out("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
+        assert sorted(t for t in listed if "casetest-033" in t) == CASE_033_LISTED
+        busybox = daemon.out("image", "inspect", "-f", "{{.Id}}", "busybox").strip()
+        alias = daemon.out("image", "inspect", "-f", "{{.Id}}",
+                           "index.docker.io/library/casetest-033:two").strip()
+        assert alias == busybox
+        # dockerd 20.10 answers this with a 500, later ones with a 400; berth answers bad
+        # input with a 4xx (docs/compatibility.md), with dockerd's text
+        status, body = _api(daemon, "POST", "/v1.41/images/busybox:latest/tag"
+                                            "?repo=Casetest-033/app")
+        assert (status, json.loads(body)) == (
+            400, {"message": "invalid reference format: repository name must be lowercase"})
+    finally:
+        daemon.cli("rmi", *CASE_033_LISTED)
+
+
+def _api(daemon, method: str, path: str) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(daemon.socket))
+
+    conn = UnixConnection("localhost")
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()

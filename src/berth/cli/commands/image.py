@@ -147,12 +147,30 @@ def history(cli: Cli, argv: list[str]) -> int:
 
 
 TAG = Command("tag", "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
-              "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", min_args=2, max_args=2,
-              aliases=("image tag", "tag"))
+              "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", interspersed=False,
+              min_args=2, max_args=2, aliases=("image tag", "tag"))
+
+
+def _check_tag_target(target: str) -> None:
+    """The docker client parses the target before asking the daemon (exit 1)."""
+    if _ref.plainly_valid(target):
+        return
+    from berth.errors import InvalidReference
+    from berth.reference import ERR_UPPERCASE, parse_named
+
+    try:
+        parse_named(target)
+    except InvalidReference as err:
+        first = target.partition("/")[0]
+        if err.message == ERR_UPPERCASE and "/" in target and first != first.lower():
+            return  # docker 28's client reads that first part as a registry host: daemon's call
+        raise StatusError(f'Error parsing reference: "{target}" is not a valid '
+                          f"repository/tag: {err.message}", 1) from None
 
 
 def tag(cli: Cli, argv: list[str]) -> int:
     _, args = cli.parse(TAG, argv)
+    _check_tag_target(args[1])
     repo, tag_name, digest = _ref.split(args[1])
     if digest:
         raise StatusError("refusing to create a tag with a digest reference", 1)
