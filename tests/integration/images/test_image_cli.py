@@ -221,3 +221,77 @@ def _api(daemon, method: str, path: str) -> tuple[int, bytes]:  # type: ignore[n
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def _layer_tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """A layer: directories (``None``) and files, in this order."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_case_035_layer_whiteouts_and_opaque_dirs(daemon, test_images, tmp_path):
+    """Case 035: on load a ``.wh.<name>`` hides one entry and ``.wh..wh..opq`` everything the
+    lower layers had in its directory (not what its own layer adds, wherever the marker sits);
+    on save, a build that removes files writes the same markers."""
+    import hashlib
+    import io
+    import tarfile
+
+    with tarfile.open(test_images.busybox_docker_tar) as src:
+        manifest = json.load(src.extractfile("manifest.json"))  # type: ignore[arg-type]
+        base = [src.extractfile(p).read() for p in manifest[0]["Layers"]]  # type: ignore[union-attr]
+    l1 = _layer_tar([("a/", None), ("a/b/", None), ("a/b/c/", None), ("a/b/c/bar", b"bar\n"),
+                     ("keep/", None), ("keep/gone.txt", b"g\n"), ("keep/stay.txt", b"s\n")])
+    l2 = _layer_tar([("a/", None), ("a/new.txt", b"new\n"), ("a/.wh..wh..opq", b""),
+                     ("keep/", None), ("keep/.wh.gone.txt", b"")])
+    layers = [*base, l1, l2]
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": [
+                  "sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]}}
+    tag = "casetest-035:latest"
+    archive = tmp_path / "img.tar"
+    with tarfile.open(archive, "w") as out:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+        add("config.json", json.dumps(config).encode())
+        for i, layer in enumerate(layers):
+            add(f"l{i}/layer.tar", layer)
+        add("manifest.json", json.dumps([{
+            "Config": "config.json", "RepoTags": [tag],
+            "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]).encode())
+    built = "casetest-035b:latest"
+    try:
+        assert daemon.out("load", "-i", str(archive)) == f"Loaded image: {tag}\n"
+        found = daemon.out("run", "--rm", tag, "find", "/a", "/keep")
+        assert sorted(found.split()) == ["/a", "/a/new.txt", "/keep", "/keep/stay.txt"]
+
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(
+            f"FROM {tag}\nRUN rm /keep/stay.txt && rm -rf /a && mkdir /a && echo z > /a/z\n")
+        daemon.out("build", "-q", "-t", built, str(ctx), timeout=120)
+        saved = tmp_path / "out.tar"
+        daemon.out("save", "-o", str(saved), built)
+        with tarfile.open(saved) as t:
+            names = json.load(t.extractfile("manifest.json"))[0]["Layers"]  # type: ignore[arg-type]
+            last = tarfile.open(fileobj=t.extractfile(names[-1]))  # type: ignore[arg-type]
+            assert sorted(last.getnames()) == ["a", "a/.wh..wh..opq", "a/z", "keep",
+                                               "keep/.wh.stay.txt"]
+    finally:
+        daemon.cli("rmi", built, tag)
