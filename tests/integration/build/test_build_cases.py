@@ -210,6 +210,8 @@ def test_case_013_buildkit_flags_are_accepted(builder):
     assert builder.run(tag, "stat", "-c", "%a", "/a") == "755\n"
 
 
+# ---- cases 015-023 --------------------------------------------------------------------------
+
 MULTI = ("When using COPY with more than one source file, the destination must be a directory "
          "and end with a /")
 
@@ -293,8 +295,9 @@ def test_case_019_url_without_file_name(builder, file_server):
 
 
 def test_case_021_run_writes_under_a_volume_persist_as_in_buildkit(builder):
-    # berth follows BuildKit here (docs/compatibility.md): the classic builder would lose
-    # /data/after-run; BuildKit, and berth, keep it.
+    """Case 021: files made before VOLUME and COPY/ADD after it are in the image. The classic
+    builder also throws away what RUN writes under the volume (/data/after-run); the case notes
+    BuildKit keeps it, and berth follows BuildKit (docs/compatibility.md)."""
     tag, out = builder.build_ok(
         "FROM busybox:latest\nRUN mkdir /data && echo before > /data/before\nVOLUME /data\n"
         "RUN echo after-run > /data/after-run\nCOPY c.txt /data/after-copy\nRUN ls /data\n"

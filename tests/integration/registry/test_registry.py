@@ -174,6 +174,8 @@ def _index_layout(src: Path, dest: Path, platforms: list[dict[str, str]]) -> Pat
 
 def test_manifest_list_without_host_platform_is_docker_error(reg_daemon, open_registry,
                                                               test_images, tmp_path):
+    """Case 039 with a real registry: no linux/amd64 entry is an error; ``--platform`` picks
+    the arm64 entry and the image is known by the list's digest."""
     layout = _index_layout(test_images.busybox_oci_dir, tmp_path / "idx", [
         {"os": "linux", "architecture": "arm64", "variant": "v8"},
         {"os": "linux", "architecture": "arm", "variant": "v7"}])
