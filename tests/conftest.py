@@ -87,6 +87,15 @@ class Daemon:
                                      self.log_path)
 
 
+def _offline_env() -> dict[str, str]:
+    """berthd's environment: every registry or download request that is not to loopback goes
+    to a proxy port nobody listens on, so no test can reach (or even resolve) Docker Hub."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    dead = "http://127.0.0.1:9"
+    return {**env, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+            "NO_PROXY": "localhost,127.0.0.1,::1"}
+
+
 def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
                   log_path: Path) -> subprocess.Popen[bytes]:
     logf = open(log_path, "ab")  # noqa: SIM115 - owned by the daemon process
@@ -96,7 +105,7 @@ def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
          "--config-file", str(root / "daemon.json"),
          # e.g. "--default-runtime berth": run the whole suite under another runtime
          *os.environ.get("BERTH_TEST_DAEMON_ARGS", "").split()],
-        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=_offline_env())
     logf.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
