@@ -6,8 +6,8 @@ import pytest
 
 from berth.errors import InvalidArgument
 from berth.oci.idmap import (
-    IDMap,
     IdentityMapping,
+    IDMap,
     SubIDRange,
     UnmappedID,
     build_mapping,
