@@ -9,6 +9,10 @@ resolves it for the container itself. The namespace and its mounts vanish with t
 Everything the work needs is imported before the chroot, and no user or group name is ever
 looked up (NSS would load libraries from the container's root).
 
+A ``--userns-remap`` daemon passes its ID ranges (``ids``): owners are shifted to the host on
+the way in and back on the way out, as the container sees them (an owner outside the mapping is
+``nobody``, 65534, there).
+
 Output: one JSON line on stdout (``{"stat": {...}}`` or ``{"error": msg, "status": code}``),
 then, for ``get``, the tar stream.
 """
@@ -49,6 +53,41 @@ _GO_SETUID = 1 << 23
 _GO_SETGID = 1 << 22
 _GO_CHAR = 1 << 21
 _GO_STICKY = 1 << 20
+
+
+_OVERFLOW_ID = 65534  # what a user namespace shows for an unmapped owner
+
+
+class IDs:
+    """The container's ID ranges: ``{"uid": [[container, host, size], ...], "gid": [...]}``."""
+
+    def __init__(self, raw: dict[str, list[list[int]]] | None) -> None:
+        self._uids = [tuple(r) for r in (raw or {}).get("uid", [])]
+        self._gids = [tuple(r) for r in (raw or {}).get("gid", [])]
+
+    def to_host(self, uid: int, gid: int) -> tuple[int, int]:
+        if not self._uids:
+            return uid, gid
+        return self._in(self._uids, uid), self._in(self._gids, gid)
+
+    def to_container(self, uid: int, gid: int) -> tuple[int, int]:
+        if not self._uids:
+            return uid, gid
+        return self._out(self._uids, uid), self._out(self._gids, gid)
+
+    @staticmethod
+    def _in(ranges: list[tuple[int, ...]], cid: int) -> int:
+        for inside, outside, size in ranges:
+            if inside <= cid < inside + size:
+                return outside + cid - inside
+        raise Failure(f"Container ID {cid} cannot be mapped to a host ID", 400)
+
+    @staticmethod
+    def _out(ranges: list[tuple[int, ...]], hid: int) -> int:
+        for inside, outside, size in ranges:
+            if outside <= hid < outside + size:
+                return inside + hid - outside
+        return _OVERFLOW_ID
 
 
 class Failure(Exception):
@@ -168,10 +207,10 @@ def _stat(path: str) -> tuple[dict[str, Any], str, str]:
     return info, resolved, base
 
 
-def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
+def _tar_info(name: str, st: os.stat_result, path: str, ids: IDs) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uid, info.gid = ids.to_container(st.st_uid, st.st_gid)
     info.mtime = st.st_mtime
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
@@ -202,7 +241,7 @@ def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
 
 
 def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int], str],
-         bare_root: bool = True) -> None:
+         ids: IDs, bare_root: bool = True) -> None:
     st = os.lstat(path)
     key = (st.st_dev, st.st_ino)
     if stat.S_ISSOCK(st.st_mode):
@@ -212,12 +251,13 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
             info = tarfile.TarInfo(name)
             info.type = tarfile.LNKTYPE
             info.linkname = links[key]
-            info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.uid, info.gid = ids.to_container(st.st_uid, st.st_gid)
             info.mtime = st.st_mtime
             tar.addfile(info)
             return
         links[key] = name
-    info = _tar_info(name, st, path)
+    info = _tar_info(name, st, path, ids)
     if info.type == tarfile.REGTYPE:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
@@ -227,16 +267,16 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
     if info.type == tarfile.DIRTYPE:
         for entry in sorted(os.listdir(path)):
             _add(tar, os.path.join(path, entry),
-                 entry if name == "." and bare_root else f"{name}/{entry}", links)
+                 entry if name == "." and bare_root else f"{name}/{entry}", links, ids)
 
 
-def op_get(path: str, out: IO[bytes]) -> None:
+def op_get(path: str, out: IO[bytes], ids: IDs) -> None:
     info, resolved, base = _stat(path)
     out.write((json.dumps({"stat": info}) + "\n").encode())
     out.flush()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         # "dir/." names the entries "./x" as docker does: clients rebase the "." prefix
-        _add(tar, resolved, base if base != "/" else ".", {}, bare_root=base != ".")
+        _add(tar, resolved, base if base != "/" else ".", {}, ids, bare_root=base != ".")
 
 
 def _check_name(name: str) -> str:
@@ -266,6 +306,8 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
         raise Failure("extraction point is not a directory", 400)
     no_overwrite = bool(cfg.get("no_overwrite_dir_non_dir"))
     chown = cfg.get("chown")
+    ids = IDs(cfg.get("ids"))
+    root_owner = ids.to_host(0, 0)
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             rel = _check_name(member.name)
@@ -288,6 +330,9 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                         os.unlink(target)
             if chown is not None:
                 member.uid, member.gid = chown
+            member.uid, member.gid = ids.to_host(member.uid, member.gid)
+            if root_owner != (0, 0):
+                _make_parents(dest, rel, root_owner)
             member.name = rel
             member.uname = member.gname = ""
             try:
@@ -297,6 +342,18 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                 if err.errno == errno.EROFS:
                     raise Failure("container rootfs is marked read-only", 403) from None
                 raise
+
+
+def _make_parents(dest: str, rel: str, owner: tuple[int, int]) -> None:
+    """The directories above ``rel`` the archive does not list, owned by container root
+    (tarfile would make them the daemon's)."""
+    parts = rel.split("/")[:-1]
+    path = dest
+    for part in parts:
+        path = os.path.join(path, part)
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o755)
+            os.chown(path, *owner)
 
 
 def main() -> int:
@@ -316,7 +373,7 @@ def main() -> int:
             info, _, _ = _stat(cfg["path"])
             out.write((json.dumps({"stat": info}) + "\n").encode())
         elif op == "get":
-            op_get(cfg["path"], out)
+            op_get(cfg["path"], out, IDs(cfg.get("ids")))
         elif op == "put":
             op_put(cfg, sys.stdin.buffer)
             out.write(b'{"ok": true}\n')

@@ -72,7 +72,19 @@ class IdentityMapping:
 
     def host_owns(self, uid: int, gid: int) -> bool:
         """Whether both host IDs lie inside the mapping (an entry already shifted)."""
-        return _find_host(self.uids, uid) is not None and _find_host(self.gids, gid) is not None
+        return self.is_host_uid(uid) and self.is_host_gid(gid)
+
+    def is_host_uid(self, uid: int) -> bool:
+        return _find_host(self.uids, uid) is not None
+
+    def is_host_gid(self, gid: int) -> bool:
+        return _find_host(self.gids, gid) is not None
+
+    def uid_to_host(self, uid: int) -> int:
+        return _to_host(self.uids, uid) if self.uids else uid
+
+    def gid_to_host(self, gid: int) -> int:
+        return _to_host(self.gids, gid) if self.gids else gid
 
     def proc_text(self, kind: str) -> str:
         """The ``/proc/<pid>/{uid,gid}_map`` text for ``kind`` "uid" or "gid"."""

@@ -14,6 +14,7 @@ import pytest
 from berth.errors import UnsafeArchive
 from berth.oci.idmap import IdentityMapping, IDMap, UnmappedID
 from berth.snapshot.archive import OPAQUE_XATTR, apply_tar, tar_directory, write_diff
+from berth.snapshot.ownership import adopt_tree
 
 
 @dataclass
@@ -500,3 +501,28 @@ def test_write_diff_refuses_a_host_owner_the_container_cannot_have(tmp_path: Pat
     (tmp_path / "f").write_text("x")  # owned by the daemon's root, outside the mapping
     with pytest.raises(UnmappedID, match="Host ID 0 cannot be mapped to a container ID"):
         write_diff(tmp_path, io.BytesIO(), REMAP)
+
+
+def test_adopt_tree_shifts_what_the_daemon_wrote_and_keeps_what_was_shifted(
+        tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    (upper / "app").mkdir(parents=True)
+    os.chown(upper / "app", 0, 0)  # COPY's default owner, as the daemon wrote it
+    (upper / "app/run").write_text("#!/bin/sh\n")
+    os.chown(upper / "app/run", 1000, 50)  # --chown=1000:50
+    os.chmod(upper / "app/run", 0o4755)
+    (upper / "etc").mkdir()
+    os.chown(upper / "etc", 100000, 200000)  # copied up from a shifted lower layer
+    (upper / "link").symlink_to("app/run")
+    os.mknod(upper / "gone", stat.S_IFCHR, os.makedev(0, 0))  # the kernel's whiteout
+    adopt_tree(upper, REMAP)
+    assert _owner(upper / "app") == (100000, 200000)
+    assert _owner(upper / "app/run") == (101000, 200050)
+    assert stat.S_IMODE(os.stat(upper / "app/run").st_mode) == 0o4755  # set-uid kept
+    assert _owner(upper / "etc") == (100000, 200000)
+    assert _owner(upper / "link") == (100000, 200000)
+    assert _owner(upper / "gone") == (0, 0)
+    out = io.BytesIO()
+    write_diff(upper, out, REMAP)
+    owners = {m.name: (m.uid, m.gid) for m in read_entries(out.getvalue())}
+    assert owners["app/run"] == (1000, 50) and owners["etc"] == (0, 0)
