@@ -10,8 +10,8 @@ Everything the work needs is imported before the chroot, and no user or group na
 looked up (NSS would load libraries from the container's root).
 
 A ``--userns-remap`` daemon passes its ID ranges (``ids``): owners are shifted to the host on
-the way in and back on the way out, as the container sees them (an owner outside the mapping is
-``nobody``, 65534, there).
+the way in. On the way out they are not shifted back: dockerd 20.10's archives carry the host
+IDs (100007 for a file the container sees as 7), and berth does the same.
 
 Output: one JSON line on stdout (``{"stat": {...}}`` or ``{"error": msg, "status": code}``),
 then, for ``get``, the tar stream.
@@ -55,9 +55,6 @@ _GO_CHAR = 1 << 21
 _GO_STICKY = 1 << 20
 
 
-_OVERFLOW_ID = 65534  # what a user namespace shows for an unmapped owner
-
-
 class IDs:
     """The container's ID ranges: ``{"uid": [[container, host, size], ...], "gid": [...]}``."""
 
@@ -70,24 +67,14 @@ class IDs:
             return uid, gid
         return self._in(self._uids, uid), self._in(self._gids, gid)
 
-    def to_container(self, uid: int, gid: int) -> tuple[int, int]:
-        if not self._uids:
-            return uid, gid
-        return self._out(self._uids, uid), self._out(self._gids, gid)
-
     @staticmethod
     def _in(ranges: list[tuple[int, ...]], cid: int) -> int:
         for inside, outside, size in ranges:
             if inside <= cid < inside + size:
                 return outside + cid - inside
-        raise Failure(f"Container ID {cid} cannot be mapped to a host ID", 400)
-
-    @staticmethod
-    def _out(ranges: list[tuple[int, ...]], hid: int) -> int:
-        for inside, outside, size in ranges:
-            if outside <= hid < outside + size:
-                return inside + hid - outside
-        return _OVERFLOW_ID
+        # dockerd's words (its untar runs in a child process, hence the exit status)
+        raise Failure(f"Error processing tar file(exit status 1): Container ID {cid} cannot "
+                      "be mapped to a host ID")
 
 
 class Failure(Exception):
@@ -207,10 +194,10 @@ def _stat(path: str) -> tuple[dict[str, Any], str, str]:
     return info, resolved, base
 
 
-def _tar_info(name: str, st: os.stat_result, path: str, ids: IDs) -> tarfile.TarInfo:
+def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = ids.to_container(st.st_uid, st.st_gid)
+    info.uid, info.gid = st.st_uid, st.st_gid
     info.mtime = st.st_mtime
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
@@ -241,7 +228,7 @@ def _tar_info(name: str, st: os.stat_result, path: str, ids: IDs) -> tarfile.Tar
 
 
 def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int], str],
-         ids: IDs, bare_root: bool = True) -> None:
+         bare_root: bool = True) -> None:
     st = os.lstat(path)
     key = (st.st_dev, st.st_ino)
     if stat.S_ISSOCK(st.st_mode):
@@ -251,13 +238,12 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
             info = tarfile.TarInfo(name)
             info.type = tarfile.LNKTYPE
             info.linkname = links[key]
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.uid, info.gid = ids.to_container(st.st_uid, st.st_gid)
+            info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
             info.mtime = st.st_mtime
             tar.addfile(info)
             return
         links[key] = name
-    info = _tar_info(name, st, path, ids)
+    info = _tar_info(name, st, path)
     if info.type == tarfile.REGTYPE:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
@@ -267,16 +253,16 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
     if info.type == tarfile.DIRTYPE:
         for entry in sorted(os.listdir(path)):
             _add(tar, os.path.join(path, entry),
-                 entry if name == "." and bare_root else f"{name}/{entry}", links, ids)
+                 entry if name == "." and bare_root else f"{name}/{entry}", links)
 
 
-def op_get(path: str, out: IO[bytes], ids: IDs) -> None:
+def op_get(path: str, out: IO[bytes]) -> None:
     info, resolved, base = _stat(path)
     out.write((json.dumps({"stat": info}) + "\n").encode())
     out.flush()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         # "dir/." names the entries "./x" as docker does: clients rebase the "." prefix
-        _add(tar, resolved, base if base != "/" else ".", {}, ids, bare_root=base != ".")
+        _add(tar, resolved, base if base != "/" else ".", {}, bare_root=base != ".")
 
 
 def _check_name(name: str) -> str:
@@ -373,7 +359,7 @@ def main() -> int:
             info, _, _ = _stat(cfg["path"])
             out.write((json.dumps({"stat": info}) + "\n").encode())
         elif op == "get":
-            op_get(cfg["path"], out, IDs(cfg.get("ids")))
+            op_get(cfg["path"], out)
         elif op == "put":
             op_put(cfg, sys.stdin.buffer)
             out.write(b'{"ok": true}\n')

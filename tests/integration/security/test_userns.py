@@ -154,8 +154,8 @@ def test_volume_and_container_files_belong_to_the_remapped_root(
         subprocess.run(["rm", "-rf", str(bind)], check=False)
 
 
-def test_cp_shifts_owners_in_and_back_out(remapped: Daemon, root_pair: tuple[int, int],
-                                          tmp_path: Path) -> None:
+def test_cp_shifts_owners_in_as_dockerd_does(remapped: Daemon, root_pair: tuple[int, int],
+                                             tmp_path: Path) -> None:
     remapped.out("run", "-d", "--name", "userns-cp", "busybox", "sleep", "60")
     try:
         src = tmp_path / "in.txt"
@@ -167,11 +167,17 @@ def test_cp_shifts_owners_in_and_back_out(remapped: Daemon, root_pair: tuple[int
         upper = Path(remapped.out("inspect", "userns-cp", "--format",
                                   "{{.GraphDriver.Data.UpperDir}}").strip())
         assert _owner(upper / "tmp/in.txt") == (root_pair[0] + 1234, root_pair[1] + 2345)
+        # dockerd 20.10 archives what it copies out with the host IDs, unshifted
         remapped.out("exec", "userns-cp", "sh", "-c", "echo x > /tmp/out; chown 7:8 /tmp/out")
         proc = remapped.cli("cp", "userns-cp:/tmp/out", "-")
         with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
             member = tar.getmember("out")
-        assert (member.uid, member.gid) == (7, 8)
+        assert (member.uid, member.gid) == (root_pair[0] + 7, root_pair[1] + 8)
+        os.chown(src, 70000, 70000)
+        refused = remapped.cli("cp", str(src), "userns-cp:/tmp/far.txt")
+        assert refused.returncode == 1
+        assert ("Error processing tar file(exit status 1): Container ID 70000 cannot be mapped "
+                "to a host ID") in refused.stderr.decode()
     finally:
         remapped.cli("rm", "-f", "userns-cp")
 
