@@ -154,7 +154,7 @@ def build_app(engine: Engine) -> web.Application:
     puller = engine.registries.puller if engine.registries else None
     pusher = engine.registries.pusher if engine.registries else None
     route_sets: list[RouteSet] = [
-        SystemRoutes(engine.config, engine.images, engine.containers, engine.id),
+        SystemRoutes(engine.config, engine.images, engine.containers, engine.id, engine.root),
         ImageRoutes(EventedImages(engine.images, bus) if bus else engine.images,
                     EventedPuller(puller, bus) if bus and puller else puller,
                     EventedPusher(pusher, bus) if bus and pusher else pusher),

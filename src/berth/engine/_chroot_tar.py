@@ -10,6 +10,10 @@ resolves it for the container itself. The namespace and its mounts vanish with t
 Everything the work needs is imported before the chroot, and no user or group name is ever
 looked up (NSS would load libraries from the container's root).
 
+A ``--userns-remap`` daemon passes its ID ranges (``ids``): owners are shifted to the host on
+the way in. On the way out they are not shifted back: dockerd 20.10's archives carry the host
+IDs (100007 for a file the container sees as 7), and berth does the same.
+
 Output: one JSON line on stdout (``{"stat": {...}}``, ``{"ok": true}`` or ``{"error": msg,
 "status": code}``), then, for ``get`` and ``export``, the tar stream.
 """
@@ -50,6 +54,28 @@ _GO_SETUID = 1 << 23
 _GO_SETGID = 1 << 22
 _GO_CHAR = 1 << 21
 _GO_STICKY = 1 << 20
+
+
+class IDs:
+    """The container's ID ranges: ``{"uid": [[container, host, size], ...], "gid": [...]}``."""
+
+    def __init__(self, raw: dict[str, list[list[int]]] | None) -> None:
+        self._uids = [tuple(r) for r in (raw or {}).get("uid", [])]
+        self._gids = [tuple(r) for r in (raw or {}).get("gid", [])]
+
+    def to_host(self, uid: int, gid: int) -> tuple[int, int]:
+        if not self._uids:
+            return uid, gid
+        return self._in(self._uids, uid), self._in(self._gids, gid)
+
+    @staticmethod
+    def _in(ranges: list[tuple[int, ...]], cid: int) -> int:
+        for inside, outside, size in ranges:
+            if inside <= cid < inside + size:
+                return outside + cid - inside
+        # dockerd's words (its untar runs in a child process, hence the exit status)
+        raise Failure(f"Error processing tar file(exit status 1): Container ID {cid} cannot "
+                      "be mapped to a host ID")
 
 
 class Failure(Exception):
@@ -278,6 +304,8 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
         raise Failure("extraction point is not a directory", 400)
     no_overwrite = bool(cfg.get("no_overwrite_dir_non_dir"))
     chown = cfg.get("chown")
+    ids = IDs(cfg.get("ids"))
+    root_owner = ids.to_host(0, 0)
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             rel = _check_name(member.name)
@@ -300,6 +328,9 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                         os.unlink(target)
             if chown is not None:
                 member.uid, member.gid = chown
+            member.uid, member.gid = ids.to_host(member.uid, member.gid)
+            if root_owner != (0, 0):
+                _make_parents(dest, rel, root_owner)
             member.name = rel
             member.uname = member.gname = ""
             try:
@@ -309,6 +340,18 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                 if err.errno == errno.EROFS:
                     raise Failure("container rootfs is marked read-only", 403) from None
                 raise
+
+
+def _make_parents(dest: str, rel: str, owner: tuple[int, int]) -> None:
+    """The directories above ``rel`` the archive does not list, owned by container root
+    (tarfile would make them the daemon's)."""
+    parts = rel.split("/")[:-1]
+    path = dest
+    for part in parts:
+        path = os.path.join(path, part)
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o755)
+            os.chown(path, *owner)
 
 
 def main() -> int:

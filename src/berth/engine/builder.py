@@ -50,6 +50,7 @@ from berth.reference import parse_named
 from berth.snapshot.archive import write_diff
 from berth.snapshot.layers import LayerStore
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
+from berth.snapshot.ownership import adopt_tree
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class EngineBuildBackend:
         self._layers = layers
         self._steps = work_root / "steps"
         self._cache = work_root / "cache"
-        self._cache_mounts = CacheMounts(work_root / "cache-mounts")
+        # a --userns-remap daemon's mapping: steps write shifted owners, diffs shift them back
+        self._ids = containers.id_mapping
+        self._cache_mounts = CacheMounts(work_root / "cache-mounts", self._ids)
         self._steps.mkdir(parents=True, exist_ok=True)
         self._cache.mkdir(parents=True, exist_ok=True)
 
@@ -137,7 +140,7 @@ class EngineBuildBackend:
         if not _upper_is_empty(upper):
             layer = step_dir / "layer.tar"
             with open(layer, "wb") as out:
-                write_diff(upper, out)
+                write_diff(upper, out, self._ids)
         return self._images.create_image(
             parent, layer, config, History(created=_now(), created_by=created_by),
             author=author)
@@ -152,11 +155,13 @@ class EngineBuildBackend:
                 change: FsChange) -> str:
         step_dir = Path(tempfile.mkdtemp(prefix="step-", dir=self._steps))
         try:
-            rootfs = prepare_rootfs(self._lowers(parent), step_dir, volatile=True)
+            rootfs = prepare_rootfs(self._lowers(parent), step_dir, volatile=True,
+                                    owner=self._ids.root_pair())
             try:
                 change(rootfs)
             finally:
                 release_rootfs(step_dir)
+            adopt_tree(step_dir / "upper", self._ids)  # owners the step wrote as the daemon
             return self._commit_upper(step_dir, step_dir / "upper", parent, config,
                                       created_by, author)
         finally:
@@ -203,6 +208,8 @@ class EngineBuildBackend:
             image=run_image, cmd=spec.argv, entrypoint=(), env=spec.env,
             working_dir=spec.workdir, user=spec.user, attach_stdout=True, attach_stderr=True)
         script_dir = Path(tempfile.mkdtemp(prefix="script-", dir=self._steps))
+        if not self._ids.empty:  # the runtime binds the script as the remapped root
+            script_dir.chmod(0o711)
         host = HostConfig(mounts=mounts)
         if spec.script is not None:
             script = script_dir / "script"
@@ -357,7 +364,7 @@ class BuildService:
                 upper.mkdir()
             layer = layer_dir / "layer.tar"
             with open(layer, "wb") as out:
-                write_diff(upper, out)
+                write_diff(upper, out, self._containers.id_mapping)
             return self._images.create_image(
                 parent, layer, config,
                 History(created=_now(), created_by=created_by, author=request.author,

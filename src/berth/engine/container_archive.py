@@ -68,7 +68,8 @@ class ArchiveService:
                 if rootfs.is_dir():
                     return rootfs
             lowers = await asyncio.to_thread(self._lowers, record)
-            return await asyncio.to_thread(prepare_rootfs, lowers, cdir)
+            return await asyncio.to_thread(prepare_rootfs, lowers, cdir,
+                                           owner=self._containers.id_mapping.root_pair())
         except BaseException:
             self._users[record.id] -= 1
             raise
@@ -101,8 +102,12 @@ class ArchiveService:
             else:
                 continue  # a tmpfs lives only in the container's own mount namespace
             mounts.append({"dest": mp.destination, "source": source, "rw": mp.rw})
+        ids = self._containers.id_mapping
         return {"rootfs": str(rootfs), "path": path, "mounts": mounts,
-                "readonly_rootfs": record.host_config.readonly_rootfs}
+                "readonly_rootfs": record.host_config.readonly_rootfs,
+                "ids": None if ids.empty else {
+                    "uid": [[r.container_id, r.host_id, r.size] for r in ids.uids],
+                    "gid": [[r.container_id, r.host_id, r.size] for r in ids.gids]}}
 
     async def _spawn(self, op: str, cfg: dict[str, Any],
                      stdin: bool = False) -> asyncio.subprocess.Process:

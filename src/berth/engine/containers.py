@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import shutil
 import signal as signal_module
@@ -18,7 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import container_update, hardening, launch, recovery, resource_checks, restart
+from berth.engine import (
+    container_update,
+    hardening,
+    launch,
+    recovery,
+    resource_checks,
+    restart,
+    userns,
+)
 from berth.engine.container_update import ResourceUpdate
 from berth.engine.db import ContainerDB
 from berth.engine.log_config import check_log_config, log_settings
@@ -41,6 +50,7 @@ from berth.errors import (
     NotModified,
     RuntimeFailure,
 )
+from berth.oci.idmap import IdentityMapping
 from berth.runtime.shim.forkserver import ForkServer
 
 log = logging.getLogger(__name__)
@@ -63,9 +73,13 @@ class ContainerService:
     def __init__(self, data_root: Path, exec_root: Path, db: ContainerDB, images: Any,
                  layers: Any, runtimes: dict[str, str], default_runtime: str,
                  on_event: EventSink | None = None, forkserver: ForkServer | None = None,
-                 networks: Any = None, mounts: Any = None) -> None:
+                 networks: Any = None, mounts: Any = None,
+                 remap: userns.RemappedRoot | None = None) -> None:
         self.networks = networks  # engine.networks.NetworkService; None: no networking
         self.mounts = mounts  # engine.mounts.MountManager; None: no volumes or binds
+        self.remap = remap  # --userns-remap; None: off
+        # owners of everything the daemon writes for containers (empty: not remapped)
+        self.id_mapping = remap.mapping if remap is not None else IdentityMapping()
         self._root = data_root / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
         self._forkserver = forkserver  # forks shims; None: each shim is a new interpreter
@@ -146,6 +160,7 @@ class ContainerService:
             raise InvalidArgument(f"Unknown runtime specified {runtime}")
         hardening.validate_host_config(host)
         host, warnings = resource_checks.check_host_resources(host)
+        userns.validate_host_config(self.remap, host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
         if not merged.argv:
@@ -162,6 +177,8 @@ class ContainerService:
             self.networks.on_create(record, endpoints)
         cdir = self.container_dir(container_id)
         cdir.mkdir(mode=0o710)
+        if self.remap is not None:  # container root must reach its rootfs and mounted files
+            os.chown(cdir, 0, self.id_mapping.root_pair()[1])
         try:
             if self.mounts is not None:  # volumes are created with the container, as Docker
                 await asyncio.to_thread(self.mounts.prepare, record, self.get)
@@ -205,10 +222,13 @@ class ContainerService:
 
     async def _start_locked(self, record: ContainerRecord) -> None:
         cdir = self.container_dir(record.id)
+        remapped = userns.container_is_remapped(self.remap, record.host_config)
         try:
-            netns = ""
+            netns, user_ns = "", ""
             if self.networks is not None:
-                netns = await self.networks.setup(record, cdir, self.get)
+                namespaces = await self.networks.setup(
+                    record, cdir, self.get, self.id_mapping if remapped else None)
+                netns, user_ns = namespaces.network, namespaces.user
             try:
                 h = record.host_config
                 shim = await launch.start_container(
@@ -216,7 +236,9 @@ class ContainerService:
                     self._runtimes[record.runtime],
                     log_settings(h.log_type, h.log_config, self.log_path(record.id)),
                     forkserver=self._forkserver, netns=netns,
-                    mounts_for=self.mounts.spec_mounts if self.mounts is not None else None)
+                    mounts_for=self.mounts.spec_mounts if self.mounts is not None else None,
+                    userns=(user_ns or "private") if remapped else "host",
+                    ids=self.id_mapping if self.remap is not None else None)
             except BaseException:
                 if self.networks is not None:
                     await self.networks.teardown(record.id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from berth.engine.model import ContainerRecord, ContainerState
 from berth.engine.shim import ExitState, Shim, read_exit
 from berth.engine.trash import Trash
 from berth.errors import BerthError, InvalidArgument, RuntimeFailure
+from berth.oci.idmap import IdentityMapping
 from berth.runtime import spec as runtime_spec
 from berth.runtime.users import resolve_user
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
@@ -45,9 +47,13 @@ def cgroups_path(container_id: str) -> str:
 
 
 def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
-                     netns: str = "", extra_mounts: Sequence[runtime_spec.MountSpec] = ()
+                     netns: str = "", extra_mounts: Sequence[runtime_spec.MountSpec] = (),
+                     userns: str = "host", ids: IdentityMapping | None = None
                      ) -> runtime_spec.SpecInput:
-    """Everything the runtime needs, from the record and the mounted rootfs."""
+    """Everything the runtime needs, from the record and the mounted rootfs.
+
+    ``userns``/``ids``: the user namespace ("host", "private" or a path to join) and its
+    mapping, for a container of a ``--userns-remap`` daemon."""
     c, h = record.config, record.host_config
     user = resolve_user(str(rootfs), c.user, h.group_add)
     mounts = [
@@ -81,7 +87,8 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         seccomp=hardening.seccomp_for(record), devices=hardening.devices_for(record),
         host_capabilities=hardening.host_capabilities(),
         **hardening.system_paths(h.security_opt),
-        oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size)
+        oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size,
+        userns_mode=userns, id_mapping=ids or IdentityMapping())
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -93,13 +100,22 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+# The files bind-mounted over /etc: container root may rewrite them, as in Docker.
+_NETWORK_FILES = ("hostname", "hosts", "resolv.conf")
+
+
 def _prepare_bundle(record: ContainerRecord, cdir: Path, lowers: list[Path],
-                    netns: str = "", mounts_for: MountsHook | None = None) -> None:
+                    netns: str = "", mounts_for: MountsHook | None = None,
+                    userns: str = "host", ids: IdentityMapping | None = None) -> None:
+    owner = (ids or IdentityMapping()).root_pair()
     # --rm: the writable layer dies with the container, so its unmount may skip the syncfs
-    rootfs = prepare_rootfs(lowers, cdir, volatile=record.host_config.auto_remove)
+    rootfs = prepare_rootfs(lowers, cdir, volatile=record.host_config.auto_remove, owner=owner)
     try:
+        if owner != (0, 0):
+            for name in _NETWORK_FILES:
+                os.chown(cdir / name, *owner)
         extra = mounts_for(record, rootfs) if mounts_for is not None else []
-        inp = build_spec_input(record, cdir, rootfs, netns, extra)
+        inp = build_spec_input(record, cdir, rootfs, netns, extra, userns, ids)
         _write_json_atomic(cdir / "config.json", runtime_spec.build_spec(inp))
     except BaseException:
         release_rootfs(cdir)
@@ -114,12 +130,15 @@ def shim_dir(exec_root: Path, container_id: str) -> Path:
 async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, images: Any,
                           layers: Any, runtime: str, log: LogSettings,
                           forkserver: Any = None, netns: str = "",
-                          mounts_for: MountsHook | None = None) -> Shim:
+                          mounts_for: MountsHook | None = None, userns: str = "host",
+                          ids: IdentityMapping | None = None) -> Shim:
     """Mount, write the spec, start a shim that runs ``runtime create``. Nothing is left
-    behind when any step fails."""
+    behind when any step fails. ``ids``: the daemon's ``--userns-remap`` mapping (owners of
+    the writable layer); ``userns``: the container's user namespace for the spec."""
     chain = await asyncio.to_thread(images.layer_chain, record.image_id)
     lowers = layers.lower_dirs(chain[-1]) if chain else []
-    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers, netns, mounts_for)
+    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers, netns, mounts_for,
+                            userns, ids)
     try:
         return await Shim.launch(
             container_id=record.id, bundle=cdir, runtime=runtime,

@@ -170,6 +170,7 @@ class HostConfig:
     ipc_mode: str = "private"
     pid_mode: str = ""
     uts_mode: str = ""
+    userns_mode: str = ""  # "host": no user namespace on a --userns-remap daemon
     shm_size: int = 64 * 1024 * 1024
     sysctls: dict[str, str] = field(default_factory=dict)
     ulimits: tuple[Ulimit, ...] = ()
