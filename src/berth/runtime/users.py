@@ -146,7 +146,8 @@ def resolve_user(rootfs: str, user: str, group_add: tuple[str, ...] = ()) -> Res
 
     Defaults: uid 0, gid 0, home ``/``. A numeric uid needs no passwd entry; a name does
     (``unable to find user xyz: no matching entries in passwd file``). With a named or found
-    user and no explicit group, the groups listing the user become supplementary gids.
+    user and no explicit group, the groups listing the user become supplementary gids; the
+    primary gid always is one.
     """
     user_part, _, group_part = user.partition(":")
     passwd_text = _read_in_root(rootfs, "/etc/passwd")
@@ -204,5 +205,7 @@ def resolve_user(rootfs: str, user: str, group_add: tuple[str, ...] = ()) -> Res
                 f"Unable to find group {extra}: no matching entries in group file"
             )
 
-    deduped = tuple(dict.fromkeys(additional))
+    # the primary group is a supplementary group too, as dockerd 20.10.18+ sets it (the fix for
+    # CVE-2022-36109: a process must not shed its own group with setgroups)
+    deduped = tuple(dict.fromkeys([gid, *additional]))
     return ResolvedUser(uid=uid, gid=gid, additional_gids=deduped, home=home or "/")

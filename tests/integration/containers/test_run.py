@@ -208,3 +208,19 @@ def test_container_survives_daemon_restart(fresh_daemon, test_images):
             break
         time.sleep(0.2)
     assert status == "exited 7"
+
+
+def test_the_primary_group_is_a_supplementary_group_as_in_docker(daemon):
+    """dockerd 20.10.18+ (CVE-2022-36109) lists the primary gid in the process's groups; the
+    expected lines are real docker 20.10.24's output for the same busybox image."""
+    assert daemon.out("run", "--rm", "busybox", "id") == "uid=0(root) gid=0(root) groups=0(root)\n"
+    assert daemon.out("run", "--rm", "--user", "1000:1000", "busybox", "id") == \
+        "uid=1000 gid=1000 groups=1000\n"
+    assert daemon.out("run", "--rm", "--group-add", "5", "busybox", "id") == \
+        "uid=0(root) gid=0(root) groups=0(root),5\n"
+    cid = daemon.out("run", "-d", "busybox", "sleep", "30").strip()
+    try:
+        assert daemon.out("exec", "--user", "nobody", cid, "id") == \
+            "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)\n"
+    finally:
+        daemon.cli("rm", "-f", cid)

@@ -41,16 +41,16 @@ def rootfs(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("", (0, 0, (10,), "/root")),
-        ("root", (0, 0, (10,), "/root")),
-        ("alice", (1000, 1000, (10, 29), "/home/alice")),
-        ("1000", (1000, 1000, (10, 29), "/home/alice")),  # first uid match wins
-        ("bob:staff", (1001, 50, (), "/home/bob")),  # explicit group: no supplementary gids
-        ("bob:29", (1001, 29, (), "/home/bob")),
-        ("bob:4242", (1001, 4242, (), "/home/bob")),  # numeric gid needs no entry
-        ("4242", (4242, 0, (), "/")),  # numeric uid needs no entry
-        ("4242:4343", (4242, 4343, (), "/")),
-        ("daemon", (1, 1, (), "/usr/sbin")),
+        ("", (0, 0, (0, 10), "/root")),
+        ("root", (0, 0, (0, 10), "/root")),
+        ("alice", (1000, 1000, (1000, 10, 29), "/home/alice")),
+        ("1000", (1000, 1000, (1000, 10, 29), "/home/alice")),  # first uid match wins
+        ("bob:staff", (1001, 50, (50,), "/home/bob")),  # explicit group: no supplementary gids
+        ("bob:29", (1001, 29, (29,), "/home/bob")),
+        ("bob:4242", (1001, 4242, (4242,), "/home/bob")),  # numeric gid needs no entry
+        ("4242", (4242, 0, (0,), "/")),  # numeric uid needs no entry
+        ("4242:4343", (4242, 4343, (4343,), "/")),
+        ("daemon", (1, 1, (1,), "/usr/sbin")),
     ],
 )
 def test_resolve(rootfs: Path, spec: str, expected: tuple[int, int, tuple[int, ...], str]) -> None:
@@ -77,7 +77,7 @@ def test_unknown_group_is_docker_error(rootfs: Path) -> None:
 
 def test_group_add(rootfs: Path) -> None:
     user = resolve_user(str(rootfs), "bob", group_add=("staff", "777", "audio"))
-    assert user.additional_gids == (29, 50, 777)
+    assert user.additional_gids == (1001, 29, 50, 777)
     with pytest.raises(FailedPrecondition, match="Unable to find group nope"):
         resolve_user(str(rootfs), "bob", group_add=("nope",))
 
@@ -90,8 +90,8 @@ def test_out_of_range(rootfs: Path) -> None:
 def test_no_passwd_file(tmp_path: Path) -> None:
     root = tmp_path / "empty"
     root.mkdir()
-    assert tuple(resolve_user(str(root), "123:456")) == (123, 456, (), "/")
-    assert tuple(resolve_user(str(root), "")) == (0, 0, (), "/")
+    assert tuple(resolve_user(str(root), "123:456")) == (123, 456, (456,), "/")
+    assert tuple(resolve_user(str(root), "")) == (0, 0, (0,), "/")
     with pytest.raises(FailedPrecondition, match="unable to find user www"):
         resolve_user(str(root), "www")
 
@@ -119,7 +119,7 @@ def test_never_reads_host_files_through_symlinks(tmp_path: Path) -> None:
     (root2 / "real").mkdir(parents=True)
     (root2 / "real" / "passwd").write_text("web:x:33:33::/var/www:/bin/sh\n")
     (root2 / "etc").symlink_to("/real")
-    assert tuple(resolve_user(str(root2), "web")) == (33, 33, (), "/var/www")
+    assert tuple(resolve_user(str(root2), "web")) == (33, 33, (33,), "/var/www")
 
 
 def test_open_in_root_confines_dotdot_and_absolute_links(tmp_path: Path) -> None:
