@@ -221,9 +221,8 @@ async def _serve(config: DaemonConfig, engine: Engine, factory: AppFactory) -> N
                            shutdown_timeout=_SHUTDOWN_GRACE)
     try:
         await runner.setup()
-        if engine.containers is not None:
-            # re-adopt containers whose shims outlived the previous daemon
-            await engine.containers.restore()
+        # re-adopt containers whose shims outlived the previous daemon; undo what a crash cut
+        await engine.recover()
         gid = socket_gid(config.group)
         tls = server_context(config.tls)
         for host in config.hosts:

@@ -91,6 +91,11 @@ class MountTable:
             self._conn.execute("DELETE FROM container_mounts WHERE container_id = ?",
                                (container_id,))
 
+    def container_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT container_id FROM container_mounts").fetchall()
+        return [str(r[0]) for r in rows]
+
     def users(self, volume: str) -> list[str]:
         with self._lock:
             rows = self._conn.execute("SELECT container_id, mounts FROM container_mounts"
@@ -305,8 +310,20 @@ class MountManager:
 
     def release(self, record: ContainerRecord, remove_volumes: bool) -> None:
         """Forget the container's mounts; with ``remove_volumes``, its anonymous volumes go."""
-        points = self.table.get(record.id)
-        self.table.delete(record.id)
+        self._release(record.id, remove_volumes)
+
+    def release_unrecorded(self, known: set[str]) -> None:
+        """Rows of containers that were never recorded (a create cut short by a crash): gone,
+        with the anonymous volumes made for them."""
+        for container_id in self.table.container_ids():
+            if container_id not in known:
+                log.info("releasing the mounts of container %s, which was never recorded",
+                         container_id[:12])
+                self._release(container_id, True)
+
+    def _release(self, container_id: str, remove_volumes: bool) -> None:
+        points = self.table.get(container_id)
+        self.table.delete(container_id)
         if not remove_volumes:
             return
         for mp in points:
