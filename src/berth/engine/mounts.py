@@ -31,7 +31,7 @@ from berth.engine.volumes import VolumeService
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
 from berth.runtime import spec as runtime_spec
 from berth.volume.copyup import copy_tree, resolve_in_root
-from berth.volume.store import validate_volume_name
+from berth.volume.store import anonymous_name, validate_volume_name
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,13 @@ class MountManager:
                 continue
             points[clean] = MountPoint("volume", _clean_dest(clean, "volume"), driver="local",
                                        anonymous=True, copy_pending=True)
-        resolved = [self._materialize(mp, h.mounts) for mp in points.values()]
+        planned = [replace(mp, name=anonymous_name()) if mp.anonymous and not mp.name else mp
+                   for mp in points.values()]
+        if any(mp.anonymous for mp in planned):
+            # the row first, naming the anonymous volumes about to be made: should the daemon
+            # die before it records the container, the start-up sweep finds and removes them
+            self.table.set(record.id, planned)
+        resolved = [self._materialize(mp, h.mounts) for mp in planned]
         if resolved:  # most containers have none: no row, no write
             self.table.set(record.id, resolved)
         return resolved
