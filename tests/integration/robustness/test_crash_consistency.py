@@ -3,9 +3,9 @@ every object is either fully there or fully gone, and nothing (mounts, shims, co
 steps, layers, blobs, volume directories) is leaked.
 
 An injection point is a moment after the operation's request went out: the loop sleeps, then
-kills. For the slower operations (build, volume rm) the test first times one uninterrupted run
-and spreads the points over that time in equal strata, so even the bounded run lands early,
-in the middle and late. The default run tries a few points per kind; ``-m slow`` many more.
+kills. For load, build and volume rm the test first times one uninterrupted run and spreads the
+points over that time in equal strata, so even the bounded run lands early, in the middle and
+late; the others get a random moment in the first quarter second. The default run tries a few points per kind; ``-m slow`` many more.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ BUILD_STEPS = (
     "RUN echo done > /marker\n"
 )
 VOLUME_FILES = 1500
+CREATE_VOLUMES = 16
+LOAD_TAG = "layered"  # loaded, then removed again, so that every load writes layers
 
 
 def _kill9(d) -> None:  # type: ignore[no-untyped-def]
@@ -121,10 +123,13 @@ def check_consistent(d) -> None:  # type: ignore[no-untyped-def]
         d.out("inspect", cid)
     check_images_whole(d)
     check_volumes_whole(d)
+    # every container went with its anonymous volumes: one left is a create's that never
+    # recorded its container
+    assert not d.out("volume", "ls", "-q", "--filter", "dangling=true").split()
     # the image survived and still runs
     assert d.out("run", "--rm", "busybox", "echo", "ok") == "ok\n"
     if ids:
-        d.out("rm", "-f", *ids, timeout=120)
+        d.out("rm", "-f", "-v", *ids, timeout=120)
     _wait_settled(d)
     assert not mounts_under(d.root), mounts_under(d.root)
     assert not _shims(d), _shims(d)
@@ -184,8 +189,9 @@ def check_after_volume_rm(d, name: str) -> None:  # type: ignore[no-untyped-def]
     if name in d.out("volume", "ls", "-q").split():
         assert rows
         data = vdir / "_data"
+        assert (data / "f").is_file(), f"{name} is listed but lost its data"
         assert (data / "f").read_text() == "data\n"
-        assert len(_entries(data)) == VOLUME_FILES + 1, f"{name} lost files"
+        assert len(_entries(data)) == VOLUME_FILES + 1, f"{name} is listed but lost files"
         d.out("volume", "rm", name)
     else:
         assert not rows, f"{name} is not listed but has a record"
@@ -213,8 +219,13 @@ class _Plan:
         return self.durations[kind] * (stratum + rng.random()) / rounds
 
 
-def _time_uninterrupted(d, kinds: tuple[str, ...]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _time_uninterrupted(d, kinds: tuple[str, ...], archive: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
     durations: dict[str, float] = {}
+    if "load" in kinds:
+        start = time.monotonic()
+        d.out("load", "-i", archive)
+        durations["load"] = time.monotonic() - start
+        d.out("rmi", LOAD_TAG)
     if "build" in kinds:
         start = time.monotonic()
         d.out("build", "--no-cache", "-t", "cc-warmup", str(_build_context(d)), timeout=120)
@@ -230,7 +241,9 @@ def _time_uninterrupted(d, kinds: tuple[str, ...]) -> dict[str, float]:  # type:
 
 def _operation(d, kind: str, n: int, archive: str) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
     if kind == "create":
-        return _cli_async(d, "create", "--name", f"cc{n}", "busybox", "true")
+        # anonymous volumes are made before the container is recorded: a longer window
+        volumes = [arg for i in range(CREATE_VOLUMES) for arg in ("-v", f"/anon{i}")]
+        return _cli_async(d, "create", "--name", f"cc{n}", *volumes, "busybox", "true")
     if kind == "start":
         d.out("create", "--name", f"cs{n}", "busybox", "sleep", "30")
         return _cli_async(d, "start", f"cs{n}")
@@ -255,11 +268,14 @@ def _check_after(d, kind: str, n: int) -> None:  # type: ignore[no-untyped-def]
     elif kind == "volume-rm":
         check_after_volume_rm(d, f"ccv{n}")
     check_consistent(d)
+    if kind == "load" and d.cli("image", "inspect", LOAD_TAG).returncode == 0:
+        d.out("rmi", LOAD_TAG)  # so that the next load writes its layers again
+        check_images_whole(d)
 
 
 def _loop(d, archive: str, plan: _Plan) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(plan.seed)
-    plan.durations = _time_uninterrupted(d, plan.kinds)
+    plan.durations = _time_uninterrupted(d, plan.kinds, archive)
     for n in range(plan.points):
         kind = plan.kinds[n % len(plan.kinds)]
         proc = _operation(d, kind, n, archive)
@@ -281,13 +297,13 @@ _SLOW_KINDS = ("build", "volume-rm")
 
 def test_kill9_during_operations_bounded(fresh_daemon, test_images):
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
-    _loop(fresh_daemon, str(test_images.busybox_docker_tar),
+    _loop(fresh_daemon, str(test_images.layered_docker_tar),
           _Plan(_CONTAINER_KINDS, points=5, seed=9))
 
 
 def test_kill9_during_build_and_volume_rm_bounded(fresh_daemon, test_images):
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
-    _loop(fresh_daemon, str(test_images.busybox_docker_tar),
+    _loop(fresh_daemon, str(test_images.layered_docker_tar),
           _Plan(_SLOW_KINDS, points=6, seed=4))
 
 
@@ -295,6 +311,6 @@ def test_kill9_during_build_and_volume_rm_bounded(fresh_daemon, test_images):
 @pytest.mark.timeout(1800)
 def test_kill9_during_operations_long(fresh_daemon, test_images):
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
-    _loop(fresh_daemon, str(test_images.busybox_docker_tar),
+    _loop(fresh_daemon, str(test_images.layered_docker_tar),
           _Plan(_CONTAINER_KINDS + _SLOW_KINDS, points=70,
                 seed=int(os.environ.get("BERTH_CRASH_SEED", "99"))))
