@@ -5,7 +5,8 @@ steps, layers, blobs, volume directories) is leaked.
 An injection point is a moment after the operation's request went out: the loop sleeps, then
 kills. For load, build and volume rm the test first times one uninterrupted run and spreads the
 points over that time in equal strata, so even the bounded run lands early, in the middle and
-late; the others get a random moment in the first quarter second. The default run tries a few points per kind; ``-m slow`` many more.
+late; the others get a random moment in the first quarter second. The default run tries a few
+points per kind; ``-m slow`` many more.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _wait_settled(d) -> None:  # type: ignore[no-untyped-def]
 
 
 def _build_context(d) -> Path:  # type: ignore[no-untyped-def]
-    ctx = d.root / "build-context"
+    ctx: Path = d.root / "build-context"
     if not ctx.is_dir():
         ctx.mkdir()
         (ctx / "Dockerfile").write_text(BUILD_STEPS)
@@ -291,26 +292,26 @@ def _loop(d, archive: str, plan: _Plan) -> None:  # type: ignore[no-untyped-def]
                 f"after kill -9 during {kind} (point {n}, {delay:.3f}s in): {err}") from None
 
 
-_CONTAINER_KINDS = ("create", "start", "run", "rm", "load")
-_SLOW_KINDS = ("build", "volume-rm")
+_CORE_KINDS = ("create", "start", "run", "rm", "load")
+_BUILD_AND_VOLUME_KINDS = ("build", "volume-rm")
 
 
-def test_kill9_during_operations_bounded(fresh_daemon, test_images):
+def test_kill9_during_operations_bounded(fresh_daemon, test_images) -> None:  # type: ignore[no-untyped-def]
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
     _loop(fresh_daemon, str(test_images.layered_docker_tar),
-          _Plan(_CONTAINER_KINDS, points=5, seed=9))
+          _Plan(_CORE_KINDS, points=5, seed=9))
 
 
-def test_kill9_during_build_and_volume_rm_bounded(fresh_daemon, test_images):
+def test_kill9_during_build_and_volume_rm_bounded(fresh_daemon, test_images) -> None:  # type: ignore[no-untyped-def]
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
     _loop(fresh_daemon, str(test_images.layered_docker_tar),
-          _Plan(_SLOW_KINDS, points=6, seed=4))
+          _Plan(_BUILD_AND_VOLUME_KINDS, points=6, seed=4))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_kill9_during_operations_long(fresh_daemon, test_images):
+def test_kill9_during_operations_long(fresh_daemon, test_images) -> None:  # type: ignore[no-untyped-def]
     fresh_daemon.out("load", "-i", str(test_images.busybox_docker_tar))
     _loop(fresh_daemon, str(test_images.layered_docker_tar),
-          _Plan(_CONTAINER_KINDS + _SLOW_KINDS, points=70,
+          _Plan(_CORE_KINDS + _BUILD_AND_VOLUME_KINDS, points=70,
                 seed=int(os.environ.get("BERTH_CRASH_SEED", "99"))))
