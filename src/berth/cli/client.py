@@ -1,4 +1,4 @@
-"""A small Engine API client: HTTP/1.1 over a unix socket (or TCP), nothing more.
+"""A small Engine API client: HTTP/1.1 over a unix socket (or TCP, maybe TLS), nothing more.
 
 Why not ``http.client``: it costs ~34 ms of imports (the email parser) on every CLI start,
 and it cannot hand a connection over after a ``101`` upgrade. This module imports only
@@ -7,6 +7,7 @@ and it cannot hand a connection over after a ``101`` upgrade. This module import
 
 Wire spellings of Docker (PascalCase keys, query names) live in the commands; this module
 knows HTTP framing, Docker's stream multiplexing and how to report an unreachable daemon.
+TLS (``berth.cli.tls``, which imports ``ssl``) is loaded only for a connection that uses it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from berth.errors import BerthError, Unavailable
 
 TYPE_CHECKING = False  # typing costs ~5 ms at start-up; annotations are strings anyway
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import Any, BinaryIO
 
+    from berth.cli.tls import TLSOptions
+
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
+DEFAULT_TLS_HOST = "tcp://localhost:2376"  # docker's default when TLS is on and no host given
 API_VERSION = "1.41"
 USER_AGENT = "Berth-Client/0.1.0 (linux)"
 _CHUNK = 65536
@@ -49,13 +54,27 @@ class ProtocolError(BerthError):
     """The peer does not speak HTTP/1.1 as we expect."""
 
 
-def resolve_host(flag: str | None, environ: Mapping[str, str]) -> str:
-    """``-H`` wins, then ``BERTH_HOST``, then the default socket.
+class ConnectFailed(Unavailable):
+    """A connection was made but failed before an answer (TLS refused, closed at once); the
+    message is the docker CLI's ``error during connect: Get "<url>": <why>``."""
+
+
+class _Broken(Exception):
+    """Raised inside a request, turned into ``ConnectFailed`` where the request is known."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def resolve_host(flag: str | None, environ: Mapping[str, str], tls: bool = False) -> str:
+    """``-H`` wins, then ``BERTH_HOST``, then the default socket (with TLS on, docker's
+    ``tcp://localhost:2376``).
 
     ``DOCKER_HOST`` is deliberately ignored: it usually points at a real dockerd, and a berth
     command silently driving another engine would be a nasty surprise.
     """
-    return flag or environ.get("BERTH_HOST") or DEFAULT_HOST
+    return flag or environ.get("BERTH_HOST") or (DEFAULT_TLS_HOST if tls else DEFAULT_HOST)
 
 
 def parse_host(host: str) -> tuple[str, Any]:
@@ -130,13 +149,19 @@ def go_json(value: Any, indent: int | None = None, *, escape_html: bool = True) 
 class Connection:
     """One socket with a read buffer; knows nothing of HTTP beyond lines and byte counts."""
 
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: _socket.socket, tls: bool = False) -> None:
         self.sock = sock
+        self.tls = tls  # an ``ssl.SSLSocket``
         self.buf = bytearray()
         self.eof = False
 
     def _fill(self) -> bool:
-        data = self.sock.recv(_CHUNK)
+        try:
+            data = self.sock.recv(_CHUNK)
+        except OSError as err:
+            if not (self.tls and _closed_by_peer(err)):
+                raise
+            data = b""
         if not data:
             self.eof = True
             return False
@@ -175,10 +200,42 @@ class Connection:
         self.sock.sendall(data)
 
     def close_write(self) -> None:
+        if self.tls:
+            self._send_close_notify()
+            return
         try:
             self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
+
+    def _send_close_notify(self) -> None:
+        """TLS's half-close (what Go's ``CloseWrite`` does): send close_notify, keep reading.
+        ``SSLSocket.shutdown`` would drop the TLS layer instead, and a blocking ``unwrap``
+        would wait for the daemon's close_notify; a non-blocking ``unwrap`` sends ours, then
+        stops at "want read" with the TLS layer still in place for the rest of the output."""
+        import select
+        import ssl
+
+        sock = self.sock
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    sock.unwrap()  # type: ignore[attr-defined]
+                    return
+                except ssl.SSLWantWriteError:  # the send buffer is full: wait, then again
+                    select.select([], [sock], [], timeout)
+                except ssl.SSLWantReadError:  # ours is sent; the daemon's comes at the end
+                    return
+        except OSError:
+            pass
+        finally:
+            sock.settimeout(timeout)
+
+    def pending(self) -> bool:
+        """Decrypted bytes that TLS holds and ``select`` cannot see."""
+        return bool(self.tls and self.sock.pending())  # type: ignore[attr-defined]
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -303,9 +360,12 @@ class Client:
     """Engine API client. One idle keep-alive connection is reused; busy ones are not."""
 
     def __init__(self, host: str = DEFAULT_HOST, version: str | None = API_VERSION,
-                 ping: bool = True, timeout: float | None = None) -> None:
+                 ping: bool = True, timeout: float | None = None,
+                 tls: TLSOptions | None = None) -> None:
         self.host = host
         self.scheme, self.address = parse_host(host)
+        self._tls = tls if self.scheme == "tcp" else None  # unix sockets never use TLS
+        self._tls_context: ssl.SSLContext | None = None
         self.version = version
         self._idle: Connection | None = None
         self._opened: list[Connection] = []  # closed with the client, whatever their state
@@ -314,6 +374,8 @@ class Client:
 
     # -- connections --------------------------------------------------------------------
     def _connect(self) -> Connection:
+        if self._tls is not None and self._tls_context is None:
+            self._tls_context = self._make_tls_context()  # bad files fail before connecting
         try:
             if self.scheme == "unix":
                 sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -326,8 +388,10 @@ class Client:
             else:
                 sock = self._connect_tcp()
         except OSError as err:
-            raise DaemonUnreachable(self.host) from err
-        conn = Connection(sock)
+            raise DaemonUnreachable(self._display_host()) from err
+        if self._tls is not None:
+            sock = self._handshake(sock)
+        conn = Connection(sock, tls=self._tls is not None)
         self._opened.append(conn)
         return conn
 
@@ -347,6 +411,38 @@ class Client:
                 sock.close()
                 last = err
         raise last or OSError(f"cannot resolve {name}")
+
+    def _make_tls_context(self) -> ssl.SSLContext:
+        from berth.cli import tls
+
+        assert self._tls is not None
+        try:
+            return tls.client_context(self._tls)
+        except tls.TLSSetupError as err:
+            raise BerthError(err.message) from err
+
+    def _handshake(self, sock: _socket.socket) -> Any:
+        from berth.cli import tls
+
+        assert self._tls_context is not None
+        try:
+            return tls.wrap(sock, self._tls_context, self.address[0])
+        except OSError as err:
+            sock.close()
+            raise _Broken(tls.describe(err)) from err
+
+    def _display_host(self) -> str:
+        if self.scheme == "tcp":
+            name, port = self.address
+            return f"tcp://{f'[{name}]' if ':' in name else name}:{port}"
+        return self.host
+
+    def _url(self, target: str) -> str:
+        """The request's URL as Go prints it in docker's ``error during connect``."""
+        if self.scheme == "unix":
+            return "http://" + quote(self.address, safe=b"") + target
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._display_host()[len('tcp://'):]}{target}"
 
     def _release(self, conn: Connection) -> None:
         if self._idle is None:
@@ -386,6 +482,8 @@ class Client:
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise ProtocolError(f"malformed status line: {line!r}")
         headers: dict[str, str] = {}
+        if parts[0] == "HTTP/1.0":  # no keep-alive: the peer closes after this answer
+            headers.setdefault("connection", "close")
         while True:
             raw = conn.read_line()
             text = raw.decode("latin-1").rstrip("\r\n")
@@ -404,6 +502,16 @@ class Client:
             self.version = server
         return resp.headers
 
+    def _ensure_pinged(self) -> None:
+        if self._pinged:
+            return
+        try:
+            self.ping()
+        except ConnectFailed:
+            # as the docker CLI: a failed ping is not the error to show; the request that
+            # follows fails the same way and names itself
+            self._pinged = True
+
     def _target(self, path: str, query: Mapping[str, Any] | None, versioned: bool) -> str:
         prefix = f"/v{self.version}" if versioned and self.version else ""
         return prefix + quote_path(path) + encode_query(query)
@@ -421,6 +529,14 @@ class Client:
             hdrs.update({"Connection": "Upgrade", "Upgrade": "tcp"})
             hdrs.setdefault("Content-Type", "text/plain")
         target = self._target(path, query, versioned)
+        try:
+            return self._exchange(method, target, hdrs, body, stream, upgrade)
+        except _Broken as err:
+            raise ConnectFailed(f'error during connect: {method.capitalize()} '
+                                f'"{self._url(target)}": {err.why}') from err
+
+    def _exchange(self, method: str, target: str, hdrs: dict[str, str], body: bytes | None,
+                  stream: Iterable[bytes] | BinaryIO | None, upgrade: bool) -> Response:
         conn = self._connect() if upgrade else self._take()
         try:
             head = self._head_block(method, target, hdrs)
@@ -435,9 +551,15 @@ class Client:
             status, reason, rhdrs = self._read_head(conn)
         except OSError as err:
             conn.close()
-            raise DaemonUnreachable(self.host) from err
-        except ProtocolError:
+            if conn.tls:  # the daemon refused us after the handshake (TLS 1.3 client certs)
+                from berth.cli.tls import describe
+
+                raise _Broken(describe(err)) from err
+            raise DaemonUnreachable(self._display_host()) from err
+        except ProtocolError as err:
             conn.close()
+            if not conn.buf and conn.eof and self.scheme == "tcp":
+                raise _Broken("EOF") from err  # closed without a word: a TLS-only daemon?
             raise
         has_body = method != "HEAD" and status not in (101, 204, 304)
         release = None if upgrade else self._release
@@ -448,8 +570,7 @@ class Client:
                 stream: Iterable[bytes] | BinaryIO | None = None,
                 headers: Mapping[str, str] | None = None, ok: Iterable[int] = ()) -> Response:
         """Send one request; raise ``ApiError`` for a status ≥ 400 (unless listed in ``ok``)."""
-        if not self._pinged:
-            self.ping()
+        self._ensure_pinged()
         hdrs = dict(headers or {})
         if json is not None:
             body = (go_json(json) + "\n").encode()
@@ -469,8 +590,7 @@ class Client:
     def hijack(self, path: str, query: Mapping[str, Any] | None = None,
                json: Any = None) -> Hijacked:
         """POST with ``Upgrade: tcp``; after ``101`` the socket is a raw bidirectional pipe."""
-        if not self._pinged:
-            self.ping()
+        self._ensure_pinged()
         body = None
         hdrs: dict[str, str] = {}
         if json is not None:
@@ -506,10 +626,17 @@ class Hijacked:
         return self.conn.fileno()
 
     def buffered(self) -> bool:
-        return bool(self.conn.buf)
+        return bool(self.conn.buf) or self.conn.pending()
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _closed_by_peer(err: OSError) -> bool:
+    """The daemon's close_notify after ours: the end of the stream, not a failure."""
+    import ssl
+
+    return isinstance(err, ssl.SSLZeroReturnError)
 
 
 def _pieces(stream: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
     from berth.cli.client import Client
+    from berth.cli.tls import TLSOptions
 
 
 class StatusError(Exception):
@@ -23,8 +24,10 @@ class StatusError(Exception):
 
 class Cli:
     def __init__(self, host: str, stdout: TextIO, stderr: TextIO, stdin: BinaryIO,
-                 environ: Mapping[str, str], debug: bool = False, invoked: str = "") -> None:
+                 environ: Mapping[str, str], debug: bool = False, invoked: str = "",
+                 tls: TLSOptions | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.stdout = stdout
         self.stderr = stderr
         self.stdin = stdin
@@ -38,7 +41,7 @@ class Cli:
         if self._client is None:
             from berth.cli.client import Client
 
-            self._client = Client(self.host)
+            self._client = Client(self.host, tls=self.tls)
         return self._client
 
     def parse(self, spec: flags.Command, argv: list[str]) -> tuple[dict[str, Any], list[str]]:

@@ -120,6 +120,9 @@ SOLO: dict[str, tuple[str, str, str]] = {
     "logout": ("registry", "logout", "Log out from a registry"),
 }
 
+_TLS_BOOLS = ("tls", "tlsverify")
+_TLS_FILES = ("tlscacert", "tlscert", "tlskey")
+
 COMMON = ["run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "version",
           "info"]
 
@@ -144,6 +147,14 @@ def usage() -> str:
               "  -D, --debug              Enable debug mode",
               "  -H, --host string        Daemon socket to connect to (default $BERTH_HOST or "
               "unix:///run/berth/berth.sock)",
+              "      --tls                Use TLS; implied by --tlsverify",
+              "      --tlscacert string   Trust certs signed only by this CA (default "
+              '"$BERTH_CERT_PATH/ca.pem", else "~/.berth/ca.pem")',
+              "      --tlscert string     Path to TLS certificate file (default "
+              '"$BERTH_CERT_PATH/cert.pem", else "~/.berth/cert.pem")',
+              "      --tlskey string      Path to TLS key file (default "
+              '"$BERTH_CERT_PATH/key.pem", else "~/.berth/key.pem")',
+              "      --tlsverify          Use TLS and verify the remote",
               "  -v, --version            Print version information and quit",
               "", f"Run '{PROG} COMMAND --help' for more information on a command.", ""]
     return "\n".join(lines)
@@ -165,10 +176,21 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
     err = stderr or sys.stderr
     env = os.environ if environ is None else environ
     host_flag: str | None = None
+    tls_flags: dict[str, str | None] = {}  # --tls, --tlsverify: None unless given a value
     debug = False
     while args and args[0].startswith("-") and args[0] != "-":
         word = args.pop(0)
-        if word in ("-H", "--host"):
+        name, eq, value = word[2:].partition("=")
+        if word.startswith("--") and name in _TLS_BOOLS:
+            tls_flags[name] = value if eq else None
+        elif word.startswith("--") and name in _TLS_FILES:
+            if not eq:
+                if not args:
+                    err.write(f"flag needs an argument: --{name}\n")
+                    return 125
+                value = args.pop(0)
+            tls_flags[name] = value
+        elif word in ("-H", "--host"):
             if not args:
                 err.write("flag needs an argument: --host\n")
                 return 125
@@ -222,7 +244,13 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None,
         stdin = sys.stdin.buffer if sys.stdin is not None else open(os.devnull, "rb")
     from berth.cli.context import Cli
 
-    cli = Cli(resolve_host(host_flag, env), out, err, stdin, env, debug, invoked)
+    tls = None
+    if tls_flags or env.get("BERTH_TLS_VERIFY") or env.get("BERTH_TLS"):
+        from berth.cli.tls import resolve
+
+        tls = resolve(tls_flags, env)
+    cli = Cli(resolve_host(host_flag, env, tls is not None), out, err, stdin, env, debug,
+              invoked, tls)
     return dispatch(cli, module, func, args)
 
 

@@ -29,6 +29,7 @@ from berth.oci.idmap import IdentityMapping
 __all__ = ["CacheMounts", "remove_stubs"]
 
 _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
+_PRIVATE, _NEW = ".private-", ".new-"  # a step's own directory; one being made
 
 
 class CacheMounts:
@@ -41,6 +42,12 @@ class CacheMounts:
         self._root.mkdir(parents=True, exist_ok=True)
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def sweep(self) -> None:
+        """Remove the throw-away and half-made directories of steps a crash cut short."""
+        for entry in self._root.iterdir():
+            if entry.name.startswith((_PRIVATE, _NEW)):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def path_for(self, cache_id: str) -> Path:
         return self._root / urllib.parse.quote(cache_id, safe="").replace(".", "%2E")
@@ -67,7 +74,7 @@ class CacheMounts:
     async def _use(self, m: RunMount) -> AsyncIterator[Path]:
         key = m.cache_id
         if m.sharing == "private" and self._users.get(key):
-            tmp = Path(tempfile.mkdtemp(prefix=".private-", dir=self._root))
+            tmp = Path(tempfile.mkdtemp(prefix=_PRIVATE, dir=self._root))
             try:
                 _prepare(tmp, m, self._ids)
                 yield tmp
@@ -78,7 +85,7 @@ class CacheMounts:
         async with lock or contextlib.nullcontext():
             path = self.path_for(key)
             if not path.is_dir():
-                tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=self._root))
+                tmp = Path(tempfile.mkdtemp(prefix=_NEW, dir=self._root))
                 _prepare(tmp, m, self._ids)
                 try:
                     tmp.rename(path)

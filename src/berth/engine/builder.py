@@ -6,7 +6,9 @@ its json log tailed into the build progress, removed whatever happens), COPY/ADD
 write into an overlay mounted for the step, and every writable layer becomes a layer through
 ``write_diff`` and ``ImageStore.create_image``. Scratch space lives under
 ``<data-root>/builder`` (``contexts/``, ``steps/``, ``cache/``); nothing stays mounted after a
-step, and a step's directories are removed when it ends.
+step, and a step's directories are removed when it ends. A RUN step's container is created as
+a build step, so a daemon that starts after a crash removes it; ``BuildService.recover`` clears
+the scratch space the same way.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from berth.engine.build_mounts import CacheMounts, remove_stubs
 from berth.engine.containers import ContainerService
 from berth.engine.context_cache import ContextCache
 from berth.engine.model import ContainerConfig, HostConfig, MountRequest
-from berth.errors import DockerfileError, InvalidArgument, NotImplementedByBerth
+from berth.errors import BerthError, DockerfileError, InvalidArgument, NotImplementedByBerth
 from berth.image.records import format_time
 from berth.image.store import ImageStore
 from berth.oci.image import History, ImageConfig
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BuildRequest", "BuildService", "EngineBuildBackend", "CommitRequest"]
 
 _LOG_POLL = 0.05
+_COMMIT_PREFIX = "commit-"
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,21 @@ class EngineBuildBackend:
         self._cache_mounts = CacheMounts(work_root / "cache-mounts", self._ids)
         self._steps.mkdir(parents=True, exist_ok=True)
         self._cache.mkdir(parents=True, exist_ok=True)
+
+    def sweep_scratch(self) -> None:
+        """At start: remove what steps cut short by a crash left (step directories, unmounted
+        first; half-made cache-mount directories; cache entries being written)."""
+        for step in self._steps.iterdir():
+            try:
+                release_rootfs(step, remove=True)
+            except BerthError as err:  # still mounted: never delete through a mount
+                log.warning("cannot remove build step directory %s: %s", step, err)
+                continue
+            shutil.rmtree(step, ignore_errors=True)
+        self._cache_mounts.sweep()
+        for entry in self._cache.iterdir():
+            if entry.name.startswith("."):
+                entry.unlink(missing_ok=True)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -196,16 +214,8 @@ class EngineBuildBackend:
 
     async def _run(self, parent: str, config: ImageConfig, created_by: str, author: str,
                    spec: RunSpec, progress: Progress, mounts: tuple[MountRequest, ...]) -> str:
-        # BuildKit's rule: a RUN step gets no volumes, so what it writes under a VOLUME path is
-        # kept. The container service mounts the image's volumes, so the step runs from a
-        # throw-away image without them (same layers; the diff still goes onto ``parent``).
-        run_image = parent
-        if config.volumes:
-            run_image = await asyncio.to_thread(
-                self._images.create_image, parent, None, replace(config, volumes=()),
-                History(created=_now(), created_by="berth build step without volumes"))
         container = ContainerConfig(
-            image=run_image, cmd=spec.argv, entrypoint=(), env=spec.env,
+            image=parent, cmd=spec.argv, entrypoint=(), env=spec.env,
             working_dir=spec.workdir, user=spec.user, attach_stdout=True, attach_stderr=True)
         script_dir = Path(tempfile.mkdtemp(prefix="script-", dir=self._steps))
         if not self._ids.empty:  # the runtime binds the script as the remapped root
@@ -217,9 +227,9 @@ class EngineBuildBackend:
             script.chmod(0o755)
             host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",), mounts=mounts)
         try:
-            record, _ = await self._containers.create(None, container, host)
+            # a build step: created without the image's volumes, removed after a crash
+            record, _ = await self._containers.create(None, container, host, build_step=True)
         except BaseException:
-            await self._drop_image(run_image, parent)
             shutil.rmtree(script_dir, ignore_errors=True)
             raise
         short = record.id[:12]
@@ -239,15 +249,9 @@ class EngineBuildBackend:
         finally:
             with contextlib.suppress(Exception):
                 await self._containers.remove(record.id, force=True)
-            await self._drop_image(run_image, parent)
             shutil.rmtree(script_dir, ignore_errors=True)
         await progress.stream(f"Removing intermediate container {short}\n")
         return image_id
-
-    async def _drop_image(self, run_image: str, parent: str) -> None:
-        if run_image != parent:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._images.remove, run_image, True, False)
 
     async def _run_container(self, container_id: str, progress: Progress) -> int:
         log_path = self._containers.log_path(container_id)
@@ -311,6 +315,14 @@ class BuildService:
         self._containers = containers
         self.backend = EngineBuildBackend(images, containers, layers, self._work)
 
+    def recover(self) -> None:
+        """At start: remove what builds and commits that died with the daemon left (stale
+        contexts go when the ContextCache opens). Their containers are the container
+        service's to remove, their images the image store's."""
+        for stale in self._work.glob(f"{_COMMIT_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.backend.sweep_scratch()
+
     async def build(self, body: BinaryIO, request: BuildRequest,
                     progress: Progress) -> BuildResult:
         """Build the context in ``body`` (read in a worker thread; see ``ContextCache``)."""
@@ -357,7 +369,7 @@ class BuildService:
     def _commit_dir(self, cdir: Path, parent: str, config: ImageConfig, created_by: str,
                     request: CommitRequest) -> str:
         upper = cdir / "upper"
-        layer_dir = Path(tempfile.mkdtemp(prefix="commit-", dir=self._work))
+        layer_dir = Path(tempfile.mkdtemp(prefix=_COMMIT_PREFIX, dir=self._work))
         try:
             if not upper.is_dir():  # created, never started: no writable layer, an empty diff
                 upper = layer_dir / "empty"

@@ -140,9 +140,10 @@ class ContainerService:
     # -- create -----------------------------------------------------------------------------
 
     async def create(self, name: str | None, config: ContainerConfig,
-                     host: HostConfig, endpoints: dict[str, Any] | None = None
-                     ) -> tuple[ContainerRecord, list[str]]:
-        """The new container and dockerd's warnings (a limit the host cannot apply)."""
+                     host: HostConfig, endpoints: dict[str, Any] | None = None,
+                     *, build_step: bool = False) -> tuple[ContainerRecord, list[str]]:
+        """The new container and dockerd's warnings (a limit the host cannot apply);
+        ``build_step``: a build's RUN step (no volumes, not kept after a crash)."""
         if config.stop_signal:
             check_stop_signal(config.stop_signal)
         check_log_config(host.log_type, host.log_config)
@@ -163,6 +164,10 @@ class ContainerService:
         userns.validate_host_config(self.remap, host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
+        if build_step:
+            # BuildKit's rule: a RUN step gets no volumes, so what it writes under a VOLUME
+            # path is kept in the step's layer
+            merged = replace(merged, volumes=())
         if not merged.argv:
             raise InvalidArgument("No command specified")
         container_id = secrets.token_hex(32)
@@ -172,7 +177,8 @@ class ContainerService:
             raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
         record = ContainerRecord(
             id=container_id, name=name, created=now_rfc3339(), image_id=image.id,
-            config=merged, host_config=replace(host, runtime=runtime), runtime=runtime)
+            config=merged, host_config=replace(host, runtime=runtime), runtime=runtime,
+            build_step=build_step)
         if self.networks is not None:
             self.networks.on_create(record, endpoints)
         cdir = self.container_dir(container_id)
@@ -558,6 +564,7 @@ class ContainerService:
         """Re-adopt running containers after a daemon restart; settle what died meanwhile."""
         if self.networks is not None:
             await self.networks.restore()
+        await recovery.drop_build_steps(self, self._db.all(), self._exec_root)
         for record in self._db.all():
             if not record.is_running:
                 continue
@@ -578,7 +585,20 @@ class ContainerService:
             if record.host_config.auto_remove:
                 await self._remove_now(record.id, volumes=True)
         await recovery.settle(self, self._db.all(), self._exec_root)  # what a crash left
+        await recovery.finish_removals(self, self._db.all())
+        await self._forget_unrecorded()
         await restart.start_on_boot(self.restarts, self._db.all(), self.start)
+
+    async def _forget_unrecorded(self) -> None:
+        """Drop what a create left before it recorded its container: the directory, the
+        mount-table row (and the anonymous volumes made for it), the network attachment."""
+        known = {r.id for r in self._db.all()}
+        await asyncio.to_thread(recovery.sweep_unrecorded_dirs, self._root, known,
+                                self._exec_root, self._trash)
+        if self.mounts is not None:
+            await asyncio.to_thread(self.mounts.release_unrecorded, known)
+        if self.networks is not None:
+            self.networks.forget_unrecorded(known)
 
     async def close(self) -> None:
         """Stop watching (containers keep running under their shims)."""

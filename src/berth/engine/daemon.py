@@ -29,14 +29,14 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from berth.engine.config import DaemonConfig, load_config, parse_args, parse_host
-from berth.engine.tls import server_context
+from berth.engine.tls import TLSListener, server_context
 from berth.engine.userns import RemapError, setup_daemon_root, setup_remapped_root
 from berth.engine.wiring import Engine, build_engine
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument
@@ -224,25 +224,35 @@ async def _serve(config: DaemonConfig, engine: Engine, factory: AppFactory) -> N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     listeners: list[Listener] = []
+    tls_listeners: list[TLSListener] = []
     runner = web.AppRunner(factory(engine), handle_signals=False, access_log=None,
                            shutdown_timeout=_SHUTDOWN_GRACE)
     try:
         await runner.setup()
-        if engine.containers is not None:
-            # re-adopt containers whose shims outlived the previous daemon
-            await engine.containers.restore()
+        # re-adopt containers whose shims outlived the previous daemon; undo what a crash cut
+        await engine.recover()
         gid = socket_gid(config.group)
         tls = server_context(config.tls)
         for host in config.hosts:
             listener = open_listener(host, gid, tls)
             listeners.append(listener)
-            await web.SockSite(runner, listener.sock, ssl_context=listener.tls).start()
+            if listener.tls is not None:
+                tls_listener = TLSListener(listener.sock, listener.tls,
+                                           _plain_handover(loop, runner))
+                tls_listeners.append(tls_listener)
+                tls_listener.start()
+            else:
+                await web.SockSite(runner, listener.sock).start()
             log.info("API listen on %s", listener.path or host)
         log.info("Daemon has completed initialization")
         await stop.wait()
         log.info("Processing signal '%s'", _SIGNAL_NAMES.get(received[0], received[0].name))
     finally:
+        for tls_listener in tls_listeners:
+            await tls_listener.stop_accepting()
         await runner.cleanup()
+        for tls_listener in tls_listeners:
+            await tls_listener.close()
         await engine.close()
         for listener in listeners:
             listener.sock.close()
@@ -251,6 +261,18 @@ async def _serve(config: DaemonConfig, engine: Engine, factory: AppFactory) -> N
                     listener.path.unlink()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _plain_handover(loop: asyncio.AbstractEventLoop, runner: web.AppRunner
+                    ) -> Callable[[socket.socket], Awaitable[object]]:
+    """How a TLS listener hands a decrypted connection to the HTTP server."""
+    server = runner.server
+    assert server is not None  # set up before any listener opens
+
+    async def serve(plain: socket.socket) -> object:
+        return await loop.connect_accepted_socket(server, sock=plain)
+
+    return serve
 
 
 # -- logging ------------------------------------------------------------------------------------

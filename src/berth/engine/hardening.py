@@ -127,11 +127,10 @@ def _device(host: str, inside: str) -> runtime_spec.DeviceSpec | None:
         file_mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
 
 
-def system_paths(security_opt: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """SpecInput overrides for ``systempaths=unconfined`` (none otherwise: Docker's defaults)."""
-    if unmasked_system_paths(security_opt):
-        return {"masked_paths": (), "readonly_paths": ()}
-    return {}
+def system_paths(security_opt: Iterable[str]) -> tuple[str, ...] | None:
+    """The masked and read-only paths for SpecInput: ``()`` for ``systempaths=unconfined``,
+    None (Docker's defaults) otherwise."""
+    return () if unmasked_system_paths(security_opt) else None
 
 
 def host_capabilities() -> tuple[str, ...]:

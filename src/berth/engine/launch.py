@@ -86,7 +86,8 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         no_new_privileges=hardening.no_new_privileges(h.security_opt),
         seccomp=hardening.seccomp_for(record), devices=hardening.devices_for(record),
         host_capabilities=hardening.host_capabilities(),
-        **hardening.system_paths(h.security_opt),
+        masked_paths=hardening.system_paths(h.security_opt),
+        readonly_paths=hardening.system_paths(h.security_opt),
         oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size,
         userns_mode=userns, id_mapping=ids or IdentityMapping())
 

@@ -209,6 +209,9 @@ class ContainerRecord:
     restart_count: int = 0
     runtime: str = "berth-runtime"
     has_been_started: bool = False
+    # made by a build for one RUN step: it belongs to that build, which does not outlive the
+    # daemon, so a daemon starting after a crash removes it (berth.engine.recovery)
+    build_step: bool = False
 
     @property
     def short_id(self) -> str:

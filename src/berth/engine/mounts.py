@@ -31,7 +31,7 @@ from berth.engine.volumes import VolumeService
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
 from berth.runtime import spec as runtime_spec
 from berth.volume.copyup import copy_tree, resolve_in_root
-from berth.volume.store import validate_volume_name
+from berth.volume.store import anonymous_name, validate_volume_name
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,11 @@ class MountTable:
         with self._lock:
             self._conn.execute("DELETE FROM container_mounts WHERE container_id = ?",
                                (container_id,))
+
+    def container_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT container_id FROM container_mounts").fetchall()
+        return [str(r[0]) for r in rows]
 
     def users(self, volume: str) -> list[str]:
         with self._lock:
@@ -233,7 +238,13 @@ class MountManager:
                 continue
             points[clean] = MountPoint("volume", _clean_dest(clean, "volume"), driver="local",
                                        anonymous=True, copy_pending=True)
-        resolved = [self._materialize(mp, h.mounts) for mp in points.values()]
+        planned = [replace(mp, name=anonymous_name()) if mp.anonymous and not mp.name else mp
+                   for mp in points.values()]
+        if any(mp.anonymous for mp in planned):
+            # the row first, naming the anonymous volumes about to be made: should the daemon
+            # die before it records the container, the start-up sweep finds and removes them
+            self.table.set(record.id, planned)
+        resolved = [self._materialize(mp, h.mounts) for mp in planned]
         if resolved:  # most containers have none: no row, no write
             self.table.set(record.id, resolved)
         return resolved
@@ -307,8 +318,20 @@ class MountManager:
 
     def release(self, record: ContainerRecord, remove_volumes: bool) -> None:
         """Forget the container's mounts; with ``remove_volumes``, its anonymous volumes go."""
-        points = self.table.get(record.id)
-        self.table.delete(record.id)
+        self._release(record.id, remove_volumes)
+
+    def release_unrecorded(self, known: set[str]) -> None:
+        """Rows of containers that were never recorded (a create cut short by a crash): gone,
+        with the anonymous volumes made for them."""
+        for container_id in self.table.container_ids():
+            if container_id not in known:
+                log.info("releasing the mounts of container %s, which was never recorded",
+                         container_id[:12])
+                self._release(container_id, True)
+
+    def _release(self, container_id: str, remove_volumes: bool) -> None:
+        points = self.table.get(container_id)
+        self.table.delete(container_id)
         if not remove_volumes:
             return
         for mp in points:

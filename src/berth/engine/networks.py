@@ -422,6 +422,14 @@ class NetworkService:
         if self._state.attachments.pop(container_id, None) is not None:
             self._store.save(self._state, durable=False)
 
+    def forget_unrecorded(self, known: set[str]) -> None:
+        """Attachments of containers that were never recorded (a create cut short)."""
+        stale = [cid for cid in self._state.attachments if cid not in known]
+        for cid in stale:
+            del self._state.attachments[cid]
+        if stale:
+            self._store.save(self._state, durable=False)
+
     async def setup(self, record: ContainerRecord, cdir: Path,
                     lookup: Callable[[str], ContainerRecord],
                     ids: IdentityMapping | None = None) -> Namespaces:

@@ -3,6 +3,10 @@
 Records are in ``berth.volume.store``, data in the ``local`` driver. Which containers use a
 volume is the container-mount table's answer (``berth.engine.mounts.MountTable``): a volume
 any container refers to, running or not, cannot be removed.
+
+The record decides whether a volume exists. Create makes the directory, then the record;
+remove deletes the record, then the directory. A crash between the two leaves a directory
+without a record, which ``recover`` deletes at the next start: a volume is whole or gone.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class VolumeService:
             if record.options.get("type"):
                 self._driver.unmount(record.name)
         self._store.close()
+
+    def recover(self) -> None:
+        """At start: delete the directories that belong to no volume record."""
+        self._driver.sweep({r.name for r in self._store.all()})
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -152,8 +160,11 @@ class VolumeService:
             users = self._users.users(name)
             if users:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-            self._driver.remove(name)
+            # all or nothing across a crash: the record goes first, in one transaction; a
+            # directory left without it is deleted at the next start (``recover``)
+            self._driver.release(name)
             self._store.delete(name)
+            self._driver.remove(name)
         self._on_event("destroy", name, {"driver": record.driver})
 
     def remove_if_unused(self, name: str) -> bool:

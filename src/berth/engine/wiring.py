@@ -12,6 +12,7 @@ with ``--userns-remap`` all of it moves to ``<data-root>/<uid>.<gid>/``, as in d
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -60,6 +61,22 @@ class Engine:
     builds: BuildService | None = None
     volumes: VolumeService | None = None
     archives: ArchiveService | None = None
+
+    async def recover(self) -> None:
+        """At start, before the API listens: reconcile the disk with the records, whatever way
+        the previous daemon ended. Containers first (running ones re-adopted; what crashed
+        builds, creates, starts and removals left is finished or undone), then build scratch
+        space and volume directories without a record, last the blobs and layers no image
+        needs (a container whose image was removed keeps that image's layers)."""
+        keep: list[str] = []
+        if self.containers is not None:
+            await self.containers.restore()
+            keep = [r.image_id for r in self.containers.all()]
+        if self.builds is not None:
+            await asyncio.to_thread(self.builds.recover)
+        if self.volumes is not None:
+            await asyncio.to_thread(self.volumes.recover)
+        await asyncio.to_thread(self.images.sweep_unreferenced, keep)
 
     async def close(self) -> None:
         """Release what the services hold open; containers keep running under their shims."""

@@ -7,15 +7,20 @@
   deleted; with names in several repositories it needs ``force``.
 - Hard conflicts (child images, running containers) cannot be forced; soft ones (other names,
   stopped containers) can. After a delete, untagged parents without other children go too.
+
+``sweep_unreferenced`` is the start-up half: blobs and layers that no recorded image needs are
+what an interrupted load, pull or commit wrote before it could record its image.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from berth.errors import Conflict, NotFound
 from berth.image import refs
-from berth.oci.digest import Digest
+from berth.oci.digest import ChainID, Digest, chain_ids
 from berth.oci.image import Manifest
 from berth.reference import DEFAULT_TAG, Reference, parse_named, parse_reference
 
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 _CHILD, _RUNNING, _ACTIVE_REF, _STOPPED = 1, 2, 4, 8
 _HARD = _CHILD | _RUNNING
 _SOFT = _ACTIVE_REF | _STOPPED
+
+log = logging.getLogger(__name__)
 
 Records = list[tuple[str, str]]
 
@@ -169,3 +176,32 @@ def _release(store: ImageStore, row: refs.ImageRow, manifest: Manifest, records:
     for digest in mine:
         if digest not in blobs_in_use and store._content.has(digest):
             store._content.delete(digest)
+
+
+def sweep_unreferenced(store: ImageStore, keep: Sequence[str]) -> None:
+    blobs: set[str] = set()
+    chains: set[ChainID] = set()
+    for row in store._db.images():
+        blobs.update((row.id, row.manifest))
+        chains.update(row.chain)
+        try:
+            blobs.update(d.digest for d in store._manifest_for(row.id).layers)
+        except NotFound:
+            continue
+    for image_id in keep:
+        if image_id in blobs:
+            continue
+        try:
+            image = store._image(image_id)
+        except NotFound:
+            continue
+        blobs.add(image_id)
+        chains.update(chain_ids(list(image.rootfs.diff_ids)))
+    for chain in store._layers.chain_ids():
+        if chain not in chains:
+            log.info("removing layer %s, which no image uses", chain)
+            store._layers.remove(chain)
+    for info in list(store._content.walk()):
+        if info.digest not in blobs:
+            log.info("removing blob %s, which no image uses", info.digest)
+            store._content.delete(info.digest)

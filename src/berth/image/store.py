@@ -51,6 +51,7 @@ class LayerStoreLike(Protocol):
     ) -> ChainID: ...
     def size(self, chain_id: ChainID) -> int: ...
     def remove(self, chain_id: ChainID) -> None: ...
+    def chain_ids(self) -> list[ChainID]: ...
 
 
 ImageUsers = Callable[[str], Sequence[tuple[str, bool]]]
@@ -409,6 +410,13 @@ class ImageStore(Lookup):
         """``docker rmi``: [("Untagged", "busybox:latest"), ("Deleted", "sha256:...")...]."""
         with self._lock:
             return _removal.remove(self, name, force, prune)
+
+    def sweep_unreferenced(self, keep: Sequence[str] = ()) -> None:
+        """Delete the blobs and layers no recorded image needs (what a load, pull, commit or
+        build left when a crash cut it short). ``keep``: IDs of images removed while containers
+        stood on them; their layers stay."""
+        with self._lock:
+            _removal.sweep_unreferenced(self, keep)
 
     # -- history and save ----------------------------------------------------------------------
 

@@ -86,6 +86,15 @@ class LayerStore:
     def size(self, chain_id: ChainID) -> int:
         return self._info(chain_id).size
 
+    def chain_ids(self) -> list[ChainID]:
+        """Every published layer (temp and trash directories are not layers)."""
+        found = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(".") or not (entry / _META).is_file():
+                continue
+            found.append(ChainID(f"sha256:{entry.name}"))
+        return found
+
     def info(self, chain_id: ChainID) -> LayerInfo:
         return self._info(chain_id)
 

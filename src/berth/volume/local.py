@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 DRIVER = "local"
 _VALID_OPTS = ("type", "device", "o", "size")
+# a removed volume's directory while it is deleted; no volume name starts with a dot
+_REMOVING = ".removing-"
 # an option that needs others beside it (Docker's mandatoryOpts)
 _REQUIRED_WITH = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
 
@@ -90,12 +93,37 @@ class LocalDriver:
             with contextlib.suppress(NotFound):
                 unmount(data, detach=True)
 
-    def remove(self, name: str) -> None:
+    def release(self, name: str) -> None:
+        """Unmount the volume's data; Conflict if it stays mounted. Nothing is deleted."""
         self.unmount(name)
         if self.path(name).exists() and is_mounted(self.path(name)):
             # never delete through a mount: a bind volume's device is the user's data
             raise Conflict(f"remove {name}: volume data is still mounted")
-        shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def remove(self, name: str) -> None:
+        """Delete the volume's directory: renamed aside at once, so the name never shows half
+        its data, then deleted."""
+        self.release(name)
+        aside = self.root / f"{_REMOVING}{secrets.token_hex(8)}"
+        try:
+            os.rename(self.root / name, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def sweep(self, keep: set[str]) -> None:
+        """Delete every directory under the root that is not a volume in ``keep``: a create
+        that died before it recorded the volume, a removal that died after forgetting it."""
+        for entry in self.root.iterdir():
+            if entry.name in keep or not entry.is_dir() or entry.is_symlink():
+                continue
+            log.info("removing %s, which belongs to no volume", entry)
+            try:
+                self.release(entry.name)
+            except BerthError as err:  # a mount that will not go: never delete through it
+                log.warning("cannot remove %s: %s", entry, err)
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
 
     def is_empty(self, name: str) -> bool:
         try:
