@@ -56,6 +56,8 @@ class DetachMatcher:
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """(bytes to forward, detach requested)."""
+        if not self.keys or (not self._held and self.keys[0] not in data):
+            return data, False
         out = bytearray()
         for byte in data:
             candidate = self._held + bytes([byte])
@@ -99,6 +101,14 @@ async def _pump(conn: Any, service: Any, record: ContainerRecord, stdin: bool, s
                 stderr: bool, tty: bool, keys: bytes) -> None:
     _, shim = await service.shim_for_attach(record.id)
     reader, writer = await shim.attach(stdin=stdin, stdout=stdout, stderr=stderr)
+    await relay(conn, reader, writer, tty=tty, stdin=stdin, detach_keys=keys)
+
+
+async def relay(conn: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                tty: bool, stdin: bool, detach_keys: bytes) -> None:
+    """Join a hijacked client connection to a process's streams (attach and exec): framed
+    output to the client (raw with a tty), its stdin to the process until it half-closes or,
+    with a tty only, types the detach keys (dockerd copies a non-tty stdin untouched)."""
 
     async def outbound() -> None:
         decoder = FrameDecoder()
@@ -108,7 +118,7 @@ async def _pump(conn: Any, service: Any, record: ContainerRecord, stdin: bool, s
             await conn.writer.drain()
 
     async def inbound() -> None:
-        matcher = DetachMatcher(keys)
+        matcher = DetachMatcher(detach_keys if tty else b"")
         while chunk := await conn.reader.read(65536):
             data, detach = matcher.feed(chunk)
             if data:
@@ -116,22 +126,24 @@ async def _pump(conn: Any, service: Any, record: ContainerRecord, stdin: bool, s
                 await writer.drain()
             if detach:
                 return
-        # the client half-closed: the container's stdin ends (StdinOnce)
+        # the client half-closed: the process's stdin ends (StdinOnce); output goes on
         if writer.can_write_eof():
             writer.write_eof()
-        await asyncio.Event().wait()  # keep streaming output until it ends
+        await asyncio.Event().wait()
 
     out_task = asyncio.ensure_future(outbound())
     in_task = asyncio.ensure_future(inbound()) if stdin else None
     try:
         waiters = {out_task} | ({in_task} if in_task else set())
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (out_task, in_task):
-            if task is not None and not task.done():
+            if task is None:
+                continue
+            if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # also retrieves a failed task's exception
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()

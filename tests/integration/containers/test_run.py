@@ -224,3 +224,18 @@ def test_the_primary_group_is_a_supplementary_group_as_in_docker(daemon):
             "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)\n"
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+def test_detach_keys_only_apply_with_a_tty(daemon):
+    """Without -t, stdin is passed through untouched (dockerd copies it plainly; only a TTY's
+    input is scanned for ctrl-p ctrl-q), so binary input with those bytes survives."""
+    data = bytes(range(256)) * 64 + b"\x10\x11tail"
+    proc = daemon.cli("run", "-i", "--rm", "busybox", "cat", input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data
+    cid = daemon.out("run", "-d", "busybox", "sleep", "30").strip()
+    try:
+        proc = daemon.cli("exec", "-i", cid, "cat", input=data)
+        assert proc.stdout == data
+    finally:
+        daemon.cli("rm", "-f", cid)

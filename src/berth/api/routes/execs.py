@@ -8,18 +8,16 @@ dockerd does, and the exec keeps the exit code (``GET /exec/{id}/json``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from berth.api.attach import DetachMatcher, parse_detach_keys
+from berth.api.attach import parse_detach_keys, relay
 from berth.api.streams import (
     RAW_STREAM,
     STDOUT,
-    FrameDecoder,
     HijackedConnection,
     encode_frame,
     hijack,
@@ -131,40 +129,5 @@ class ExecRoutes:
 
 
 async def _pump(conn: HijackedConnection, stream: ExecStream, stdin: bool, keys: bytes) -> None:
-    async def outbound() -> None:
-        decoder = FrameDecoder()
-        while chunk := await stream.reader.read(65536):
-            for stream_id, data in decoder.feed(chunk):
-                conn.writer.write(data if stream.tty else encode_frame(stream_id, data))
-            await conn.writer.drain()
-
-    async def inbound() -> None:
-        matcher = DetachMatcher(keys)
-        while chunk := await conn.reader.read(65536):
-            data, detach = matcher.feed(chunk)
-            if data:
-                stream.writer.write(data)
-                await stream.writer.drain()
-            if detach:
-                return
-        # the client half-closed: the exec's stdin ends; its output goes on
-        if stream.writer.can_write_eof():
-            stream.writer.write_eof()
-        await asyncio.Event().wait()
-
-    out_task = asyncio.ensure_future(outbound())
-    in_task = asyncio.ensure_future(inbound()) if stdin else None
-    try:
-        waiters = {out_task} | ({in_task} if in_task else set())
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (out_task, in_task):
-            if task is None:
-                continue
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task  # also retrieves a failed task's exception
-        stream.writer.close()
-        with contextlib.suppress(Exception):
-            await stream.writer.wait_closed()
+    await relay(conn, stream.reader, stream.writer, tty=stream.tty, stdin=stdin,
+                detach_keys=keys)
