@@ -109,7 +109,7 @@ def build_engine(config: DaemonConfig) -> Engine:
         lambda action, cid: execs.forget_container(cid) if action == "destroy" else None)
     return Engine(config=config, id=load_engine_id(root), images=images, containers=containers,
                   events=events, execs=execs,
-                  registries=build_registries(config, images, content), networks=networks,
+                  registries=build_registries(config, images, content, layers), networks=networks,
                   builds=BuildService(images, containers, layers, root),
                   volumes=volumes, archives=ArchiveService(containers, mounts, images, layers))
 

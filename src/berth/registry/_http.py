@@ -34,9 +34,11 @@ class Endpoint:
 class Response:
     """A response whose body is read as a stream; closing it closes the connection."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
+                 sock: socket.socket | None = None) -> None:
         self._conn = conn
         self._resp = resp
+        self._sock = sock
         self.status = resp.status
         self.reason = resp.reason
 
@@ -63,6 +65,14 @@ class Response:
     def close(self) -> None:
         self._resp.close()
         self._conn.close()
+
+    def abort(self) -> None:
+        """Cut the connection, from any thread: a read blocked on it returns at once."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
 
 def _go_error(err: BaseException, host: str) -> str:
@@ -106,12 +116,13 @@ def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str
         if conn.sock is not None:
             conn.sock.settimeout(read_timeout)
         conn.request(method, target, body=body, headers=sent)
+        sock = conn.sock  # getresponse forgets it when the server will close the connection
         resp = conn.getresponse()
     except (OSError, http.client.HTTPException) as err:
         conn.close()
         raise Unavailable(f'{method.title()} "{endpoint.url(target)}": '
                           f"{_go_error(err, conn.host + ':' + str(conn.port))}") from err
-    return Response(conn, resp)
+    return Response(conn, resp, sock)
 
 
 def error_text(status: int, reason: str, body: bytes) -> str:
