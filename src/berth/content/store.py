@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from berth.content import writeback
 from berth.errors import DigestMismatch, Internal, InvalidArgument, NotFound
 from berth.oci.digest import Digest, parse_digest
 
@@ -197,7 +198,10 @@ class BlobWriter:
     def write(self, data: bytes) -> None:
         self._hasher.update(data)
         self._file.write(data)
-        self.size += len(data)
+        before, self.size = self.size, self.size + len(data)
+        if before // writeback.EVERY != self.size // writeback.EVERY:
+            self._file.flush()
+            writeback.start_writeback(self._file.fileno())
 
     @property
     def digest(self) -> Digest:

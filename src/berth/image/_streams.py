@@ -90,10 +90,12 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
 class Gunzip:
     """A gzip stream (one member or several) decompressed as it is read, in big pieces.
 
-    ``gzip.GzipFile`` reads its source 8 KiB at a time; a layer streaming in from a registry
-    is read here 1 MiB at a time, and zlib works without the GIL meanwhile. Each member's CRC
-    and length are checked by zlib; zero padding after the last member is allowed, anything
-    else after it is not (as ``GzipFile``).
+    ``gzip.GzipFile`` reads its source 8 KiB at a time; a layer streaming in from a registry is
+    read here 1 MiB at a time and inflated into a buffer of up to 1 MiB, however small the
+    reads are (each zlib call copies the input it leaves over: many small calls on a big input
+    cost more than the inflating). zlib works without the GIL meanwhile. Each member's CRC and
+    length are checked by zlib; zero padding after the last member is allowed, anything else
+    after it is not (as ``GzipFile``).
     """
 
     def __init__(self, source: BinaryIO, chunk: int = _CHUNK) -> None:
@@ -101,6 +103,8 @@ class Gunzip:
         self._chunk = chunk
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""  # compressed bytes not yet given to zlib
+        self._out = b""  # inflated bytes not yet read
+        self._pos = 0
         self._member_open = False
         self._eof = False
 
@@ -110,7 +114,19 @@ class Gunzip:
             while data := self.read(_CHUNK):
                 parts.append(data)
             return b"".join(parts)
-        while not self._eof and size:
+        if self._pos >= len(self._out):
+            if not size:
+                return b""
+            self._out, self._pos = self._inflate_some(), 0
+        if self._pos == 0 and size >= len(self._out):
+            data, self._out = self._out, b""
+            return data
+        data = self._out[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
+    def _inflate_some(self) -> bytes:
+        while not self._eof:
             if not self._pending:
                 self._pending = self._source.read(self._chunk)
                 if not self._pending:
@@ -129,7 +145,7 @@ class Gunzip:
                 self._pending = stripped
                 self._member_open = True
                 self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            data = self._inflate.decompress(self._pending, size)
+            data = self._inflate.decompress(self._pending, self._chunk)
             if self._inflate.eof:  # what follows the member (zlib repeats it in both fields)
                 self._pending = self._inflate.unused_data
                 self._member_open = False
