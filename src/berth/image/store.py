@@ -273,6 +273,16 @@ class ImageStore(Lookup):
                 if chain not in in_use and self._layers.exists(chain):
                     self._layers.remove(chain)
 
+    # -- what pushes compressed ----------------------------------------------------------------
+
+    def pushed_blobs(self, diff_id: str, registry: str) -> list[refs.PushedBlob]:
+        """The compressed blobs this layer became when pushed to repositories of ``registry``."""
+        return self._db.pushed_blobs(diff_id, registry)
+
+    def record_pushed_blob(self, blob: refs.PushedBlob) -> None:
+        with self._db.transaction() as conn:
+            refs.record_pushed_blob(conn, blob)
+
     # -- import and create ---------------------------------------------------------------------
 
     def import_rootfs(

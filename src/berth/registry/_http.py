@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 from berth.errors import Unavailable
 
+_SEND_BLOCK = 256 * 1024  # a streamed request body is read this much at a time (default 8 KiB)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -105,9 +107,10 @@ def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str
     conn: http.client.HTTPConnection
     if endpoint.scheme == "https":
         conn = http.client.HTTPSConnection(endpoint.host, timeout=connect_timeout,
-                                           context=endpoint.tls)
+                                           context=endpoint.tls, blocksize=_SEND_BLOCK)
     else:
-        conn = http.client.HTTPConnection(endpoint.host, timeout=connect_timeout)
+        conn = http.client.HTTPConnection(endpoint.host, timeout=connect_timeout,
+                                          blocksize=_SEND_BLOCK)
     sent = {"User-Agent": "berth", **headers}
     if body is None and method in ("POST", "PUT", "PATCH"):
         sent.setdefault("Content-Length", "0")

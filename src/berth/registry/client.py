@@ -529,6 +529,33 @@ class Repository:
         if told and told != digest:
             raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
 
+    def upload_stream(self, stream: BinaryIO, digest_of: Callable[[], str],
+                      location: str | None = None) -> str:
+        """Upload a blob whose digest is known only once it is sent (compressed on the way).
+
+        As dockerd: the whole stream in one PATCH (chunked transfer encoding), then the
+        closing PUT with ``digest_of()``, which is asked after the stream ended. Returns it.
+        """
+        endpoint, target = self._resolve(self.endpoint, location or self.start_upload())
+        resp = self._request("PATCH", target, {"Content-Type": "application/octet-stream"},
+                             stream, endpoint=endpoint)
+        raw = resp.read_all(1 << 20)
+        if resp.status != 202:
+            self._fail(resp, "PATCH", target, raw)
+        endpoint, target = self._resolve(endpoint, resp.header("Location") or target)
+        digest = digest_of()
+        sep = "&" if "?" in target else "?"
+        target += f"{sep}digest={urllib.parse.quote(digest, safe=':')}"
+        resp = self._request("PUT", target, {"Content-Type": "application/octet-stream",
+                                             "Content-Length": "0"}, b"", endpoint=endpoint)
+        raw = resp.read_all(1 << 20)
+        if resp.status not in (201, 204):
+            self._fail(resp, "PUT", target, raw)
+        told = resp.header("Docker-Content-Digest")
+        if told and told != digest:
+            raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
+        return digest
+
 
 def next_link(header: str) -> str | None:
     """The ``rel="next"`` URL of a ``Link`` header (RFC 8288), as registries paginate."""
