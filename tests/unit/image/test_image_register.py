@@ -21,6 +21,7 @@ from tests.support.image_archives import (
 from berth.errors import InvalidArgument
 from berth.image.archive import host_platform
 from berth.image.store import ImageStore
+from berth.oci.digest import ChainID
 
 LAYER = layer_tar({"bin/": None, "bin/sh": b"sh" * 100})
 CONFIG = config_json([LAYER])
@@ -155,3 +156,30 @@ def test_import_of_something_that_is_not_a_tar(store: ImageStore, data_root: Pat
 
 def test_tar_builder_sanity() -> None:
     assert TarBuilder().build()  # an empty archive is still two zero blocks
+
+
+def test_leased_layers_outlive_rmi_and_failed_pulls(store: ImageStore) -> None:
+    digest = _pulled(store)
+    store.register_manifest(digest, ["busybox:latest"])
+    chain = ChainID(store.get("busybox").diff_ids[0])
+    with store.layer_lease([chain]):  # a pull that needs the layer is running
+        store.remove("busybox")
+        assert store._layers.exists(chain)
+        store.drop_layers([chain])  # another pull failed: the lease still holds
+        assert store._layers.exists(chain)
+    store.drop_layers([chain])
+    assert not store._layers.exists(chain)
+
+
+def test_pushed_blobs_are_remembered_per_repository(store: ImageStore) -> None:
+    from berth.image.refs import PushedBlob
+    from berth.oci.digest import DiffID, Digest
+
+    diff = DiffID(sha(b"layer"))
+    one = PushedBlob(diff, "127.0.0.1:5000", "a/b", Digest(sha(b"gz1")), 10, "gz")
+    two = PushedBlob(diff, "127.0.0.1:5000", "c/d", Digest(sha(b"gz1")), 10, "gz")
+    store.record_pushed_blob(two)
+    store.record_pushed_blob(one)
+    store.record_pushed_blob(one)
+    assert store.pushed_blobs(diff, "127.0.0.1:5000") == [one, two]
+    assert store.pushed_blobs(diff, "other:5000") == []
