@@ -9,9 +9,9 @@ verified (size and digest) and only then named in the content store; the unpacke
 verified against its diff ID and waits. The calling thread publishes the layers in chain order,
 each as soon as it and every layer below it are ready, while later ones keep downloading.
 
-A failure in any job cancels the others at once (their connections are shut down); the caller
-gets the most telling error, and everything this pull added (prepared layers, published layers,
-blobs) is for the caller to roll back: ``Fetched`` lists it.
+A failure in any job cancels the others at once (their connections are shut down) and the
+caller gets the most telling error. Unpublished layers are discarded here; the layers already
+published and the blobs already named are listed in ``Fetched`` for the caller to roll back.
 
 Progress follows dockerd 20.10: ``Already exists`` or ``Pulling fs layer`` per layer in order,
 ``Waiting`` for the jobs beyond the pool, ``Downloading`` (compressed bytes, at most every
@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import http.client
 import logging
+import queue
 import tarfile
 import threading
 import time
@@ -49,6 +50,7 @@ from berth.snapshot.layers import PreparedLayer
 log = logging.getLogger(__name__)
 
 _READ = 1 << 20
+_QUEUED = 8  # pieces of _READ bytes between a layer's network side and its unpacking side
 _REPORT_EVERY = 512 * 1024
 _REPORT_INTERVAL = 0.1  # dockerd's progress rate limit
 # what a blob that is not the layer it claims to be makes the decompressor or tar reader raise
@@ -214,20 +216,21 @@ class LayerFetcher:
                 with self._lock:
                     self._responses.add(resp)
                 try:
-                    source = _Source(resp, blob, desc, self._cancel, self._reporter(job))
-                    try:
-                        prepared = self._unpack(job, source)
-                        source.drain()
-                    except _Cancelled:
-                        raise
-                    except (BerthError, OSError, *_UNDECODABLE) as err:
-                        if self._cancel.is_set():
-                            raise _Cancelled() from err
-                        if not source.broken:
-                            self._blame_blob(source, blob, desc)
-                        if isinstance(err, _UNDECODABLE):
-                            raise InvalidArgument(f"failed to register layer: {err}") from err
-                        raise
+                    with _Source(resp, blob, desc, self._cancel, self._reporter(job)) as source:
+                        try:
+                            prepared = self._unpack(job, source)
+                            source.drain()
+                        except _Cancelled:
+                            raise
+                        except (BerthError, OSError, *_UNDECODABLE) as err:
+                            if self._cancel.is_set():
+                                raise _Cancelled() from err
+                            if not source.broken:
+                                self._blame_blob(source, blob, desc)
+                            if isinstance(err, _UNDECODABLE):
+                                raise InvalidArgument(
+                                    f"failed to register layer: {err}") from err
+                            raise
                     self._commit_blob(blob, desc, done)
                 finally:
                     with self._lock:
@@ -312,10 +315,14 @@ class LayerFetcher:
 
 
 class _Source:
-    """The registry's response as the unpacker reads it: every byte also goes into the blob.
+    """The registry's response as the unpacker reads it; every byte also goes into the blob.
 
-    Reports progress as dockerd does and stops when the pull is cancelled. ``broken`` says
-    that reading from the registry failed (as opposed to the bytes being wrong).
+    A thread of its own reads the response, hashes and writes the blob and hands the pieces
+    over a short queue, so the network side and the unpacking side of one layer run at the
+    same time (each mostly outside the GIL). It reports progress as dockerd does and stops
+    when the pull is cancelled. ``broken`` says that reading from the registry failed (as
+    opposed to the bytes being wrong). Use it as a context manager: leaving it stops and joins
+    the thread; the blob may be committed only after that.
     """
 
     def __init__(self, resp: Response, blob: BlobWriter, desc: Descriptor,
@@ -323,45 +330,117 @@ class _Source:
         self._resp = resp
         self._blob = blob
         self._digest = desc.digest
-        self._total = total = desc.size
+        self._total = desc.size
         self._cancel = cancel
         self._report = report
-        self._every = max(1, min(_REPORT_EVERY, total // 100))
-        self._done = 0
-        self._reported = 0
-        self._reported_at = 0.0
+        self._every = max(1, min(_REPORT_EVERY, desc.size // 100))
+        self._pieces: queue.Queue[bytes | BaseException] = queue.Queue(_QUEUED)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="berth-pull-net",
+                                        daemon=True)
+        self._piece = b""
+        self._pos = 0
+        self._ended = False
         self.broken = False
 
+    def __enter__(self) -> _Source:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._stop.set()
+        if exc_type is not None:
+            self._resp.abort()  # the thread may sit in a read: the blob is not wanted now
+        while self._thread.is_alive():
+            try:  # make room for a piece the thread may be waiting to hand over
+                self._pieces.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    # -- the consumer side (the unpacker's thread) ------------------------------------------
+
     def read(self, size: int = -1) -> bytes:
-        if self._cancel.is_set():
-            raise _Cancelled()
-        if size < 0 or size > _READ:
+        if size < 0:
             size = _READ
-        if self._done > self._total:
-            return b""  # more than declared: the blob check says so
-        try:
-            data = self._resp.read(size)
-        except (OSError, http.client.HTTPException) as err:
-            self.broken = True
-            if self._cancel.is_set():
-                raise _Cancelled() from err
-            raise Unavailable(f"failed to download {self._digest}: {err}") from err
-        if not data and size and self._done < self._total:
-            # http.client returns short reads when the connection drops: say what happened
-            self.broken = True
+        while self._pos >= len(self._piece):
+            if self._ended or not size:
+                return b""
+            item = self._next()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:  # the end of the blob
+                self._ended = True
+                return b""
+            self._piece, self._pos = item, 0
+        if self._pos == 0 and size >= len(self._piece):
+            data, self._piece = self._piece, b""
+            return data
+        data = self._piece[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
+    def _next(self) -> bytes | BaseException:
+        while True:
             if self._cancel.is_set():
                 raise _Cancelled()
-            raise Unavailable(f"failed to download {self._digest}: unexpected EOF")
-        self._blob.write(data)
-        self._done += len(data)
-        if data and self._done - self._reported >= self._every:
-            now = time.monotonic()
-            if now - self._reported_at >= _REPORT_INTERVAL or self._done >= self._total:
-                self._reported, self._reported_at = self._done, now
-                self._report(self._done)
-        return data
+            try:
+                return self._pieces.get(timeout=0.1)
+            except queue.Empty:
+                continue
 
     def drain(self) -> None:
         while self.read(_READ):
             pass
 
+    # -- the network side (its own thread) -------------------------------------------------
+
+    def _pump(self) -> None:
+        done = reported = 0
+        reported_at = 0.0
+        try:
+            while not self._stop.is_set():
+                if self._cancel.is_set():
+                    raise _Cancelled()
+                data = self._receive(done)
+                if not data:
+                    self._hand(b"")
+                    return
+                self._blob.write(data)
+                done += len(data)
+                if done - reported >= self._every:
+                    now = time.monotonic()
+                    if now - reported_at >= _REPORT_INTERVAL or done >= self._total:
+                        reported, reported_at = done, now
+                        self._report(done)
+                self._hand(data)
+        except BaseException as err:
+            self._hand(err)  # raised in the reading thread
+
+    def _receive(self, done: int) -> bytes:
+        if done > self._total:
+            return b""  # more than declared: the blob check says so
+        try:
+            data = self._resp.read(_READ)
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            # (ValueError: a TLS connection that ``abort`` shut under the read)
+            self.broken = True
+            if self._cancel.is_set():
+                raise _Cancelled() from err
+            raise Unavailable(f"failed to download {self._digest}: {err}") from err
+        if not data and done < self._total:
+            # http.client returns short reads when the connection drops: say what happened
+            self.broken = True
+            if self._cancel.is_set():
+                raise _Cancelled()
+            raise Unavailable(f"failed to download {self._digest}: unexpected EOF")
+        return data
+
+    def _hand(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._pieces.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
