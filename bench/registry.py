@@ -1,18 +1,20 @@
 """Registry throughput: berth push/pull against skopeo (and docker), side by side in one run.
 
-    .venv/bin/python bench/registry.py [--runs 3] [--size-mb 300] [--layers 4]
+    .venv/bin/python bench/registry.py [--runs 3] [--size-mb 300] [--layers 4] [--content text]
                                        [--engines berth,skopeo,docker] [--json out.json]
 
 Everything talks to Debian's ``docker-registry`` on 127.0.0.1 (``tests.support.registry``);
 no other network traffic. The bench image is made here: ``--layers`` layers of random bytes
-(incompressible, so gzip saves nothing and every byte crosses the wire), ``--size-mb`` in all,
+(incompressible, so gzip saves nothing and every byte crosses the wire; ``--content text``:
+words from a small vocabulary, which gzip shrinks about threefold), ``--size-mb`` in all,
 written as a docker-archive tarball that berth and docker ``load`` and skopeo reads directly.
 
 - ``push``: each run goes to a registry started for that run alone (fresh repository, no blob
   the registry already has, no cross-repository mount), from the image in the engine's store
-  (skopeo: from the docker-archive, which it gzips on the way, as docker does). berth sends
-  the blobs its store keeps as they are: a loaded archive's layers go uncompressed. So skopeo
-  is also timed pushing stored gzip blobs from a ``dir:`` copy (no compression either).
+  (skopeo: from the docker-archive). berth, skopeo and docker all gzip the layers on the way
+  (berth stores a pushed piece that does not compress instead of deflating it; random bytes
+  never compress). skopeo is also timed pushing stored gzip blobs from a ``dir:`` copy: pure
+  upload, no compression at all.
 - ``pull``: from one registry seeded once by skopeo (gzip layers); before each run the image is
   removed (``rmi``) so no layer is present. berth and docker also unpack into their stores;
   skopeo only downloads and verifies blobs into a ``dir:`` destination.
@@ -31,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import secrets
 import shutil
 import subprocess
@@ -52,7 +55,19 @@ LOCAL_REF = "berth-bench/registry:latest"
 CHUNK = 1 << 20
 
 
-def make_image(work: Path, size_mb: int, layers: int) -> tuple[Path, int]:
+def text_bytes(size: int, seed: int) -> bytes:
+    """Compressible filler: words of a fixed vocabulary in a random order (no two layers alike)."""
+    rng = random.Random(seed)
+    vocabulary = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 10)))
+                  for _ in range(2000)]
+    out = bytearray()
+    while len(out) < size:
+        out += b" ".join(rng.choices(vocabulary, k=4096)) + b"\n"
+    return bytes(out[:size])
+
+
+def make_image(work: Path, size_mb: int, layers: int,
+               content: str = "random") -> tuple[Path, int]:
     """A docker-archive of ``layers`` layers of random files; returns (path, layer bytes)."""
     folder = work / "archive"
     folder.mkdir()
@@ -62,7 +77,8 @@ def make_image(work: Path, size_mb: int, layers: int) -> tuple[Path, int]:
         raw = folder / f"layer{n}.tar"
         with tarfile.open(raw, "w", format=tarfile.PAX_FORMAT) as tar:
             for f in range(3):  # a few files per layer, as real layers have
-                data = os.urandom(per_layer // 3)
+                data = os.urandom(per_layer // 3) if content == "random" else \
+                    text_bytes(per_layer // 3, n * 3 + f)
                 info = tarfile.TarInfo(f"bench/l{n}/f{f}.bin")
                 info.size, info.mode, info.mtime = len(data), 0o644, 0
                 tar.addfile(info, io.BytesIO(data))
@@ -190,8 +206,7 @@ def measure_skopeo(image: Path, regs: Registries, seed: str, work: Path,
     push = series(runs, push_once)
     print("  skopeo pull ...", file=sys.stderr, flush=True)
     pull = series(runs, pull_once)
-    # berth pushes the blobs its store keeps, as they are (a loaded archive's layers stay
-    # uncompressed): the like-for-like skopeo push sends stored gzip blobs from a dir: copy
+    # upload alone, no compression: skopeo sends stored gzip blobs from a dir: copy
     stored = work / "skopeo-stored"
     run_cli(["skopeo", "copy", "--quiet", *insecure, f"docker://{seed}", f"dir:{stored}"],
             "skopeo pull to dir")
@@ -237,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="timed runs per measurement (default 3)")
     p.add_argument("--size-mb", type=int, default=300, help="image size in MiB (default 300)")
+    p.add_argument("--content", choices=("random", "text"), default="random",
+                   help="layer bytes: random (incompressible, the default) or text")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--engines", default="berth,skopeo,docker")
     p.add_argument("--json", help="also write the raw results here")
@@ -254,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     size = 0
     try:
         print("making the image ...", file=sys.stderr, flush=True)
-        image, size = make_image(work, args.size_mb, args.layers)
+        image, size = make_image(work, args.size_mb, args.layers, args.content)
         seed_reg = regs.start()
         seed = f"{seed_reg.host}/bench/seed:latest"
         run_cli(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
@@ -281,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         regs.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(f"runs={args.runs}  host: {os.uname().release}, {os.cpu_count()} CPUs; "
-          f"{args.layers} layers of random bytes, {size / 1e6:.0f} MB; push = fresh registry "
-          "per run, pull = after rmi; ratio = throughput berth / other (> 1: berth faster)")
+          f"{args.layers} layers of {args.content} bytes, {size / 1e6:.0f} MB; push = fresh "
+          "registry per run, pull = after rmi; ratio = throughput berth / other (> 1: berth "
+          "faster)")
     print(render(results, size))
     stored = results.get("skopeo", {}).get("push_stored")
     if isinstance(stored, dict):
