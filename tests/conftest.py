@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # extra berthd flags, kept across restarts
 
     @property
     def host(self) -> str:
@@ -84,19 +85,28 @@ class Daemon:
     def restart(self) -> None:
         self.stop()
         self.process = _spawn_daemon(self.root, self.socket, self.data_root, self.exec_root,
-                                     self.log_path)
+                                     self.log_path, self.args)
+
+
+def _offline_env() -> dict[str, str]:
+    """berthd's environment: every registry or download request that is not to loopback goes
+    to a proxy port nobody listens on, so no test can reach (or even resolve) Docker Hub."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    dead = "http://127.0.0.1:9"
+    return {**env, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+            "NO_PROXY": "localhost,127.0.0.1,::1"}
 
 
 def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
-                  log_path: Path) -> subprocess.Popen[bytes]:
+                  log_path: Path, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     logf = open(log_path, "ab")  # noqa: SIM115 - owned by the daemon process
     proc = subprocess.Popen(
         [*_tool("berthd"), "-H", f"unix://{sock}", "--data-root", str(data_root),
          "--exec-root", str(exec_root), "--pidfile", str(root / "berthd.pid"),
          "--config-file", str(root / "daemon.json"),
          # e.g. "--default-runtime berth": run the whole suite under another runtime
-         *os.environ.get("BERTH_TEST_DAEMON_ARGS", "").split()],
-        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+         *os.environ.get("BERTH_TEST_DAEMON_ARGS", "").split(), *args],
+        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=_offline_env())
     logf.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -118,18 +128,21 @@ def _spawn_daemon(root: Path, sock: Path, data_root: Path, exec_root: Path,
     raise RuntimeError(f"berthd did not answer: {log_path.read_text()[-3000:]}")
 
 
-def start_daemon(root: Path) -> Daemon:
+def start_daemon(root: Path, args: tuple[str, ...] = ()) -> Daemon:
+    """A berthd on its own socket and roots under ``root``; ``args``: extra berthd flags."""
     root.mkdir(parents=True, exist_ok=True)
+    # a remapped container's root must pass through here (0700 from mkdtemp stops it)
+    root.chmod(0o711)
     (root / "daemon.json").write_text("{}")
     sock = root / "berth.sock"
     data_root, exec_root = root / "data", root / "exec"
     log_path = root / "berthd.log"
-    proc = _spawn_daemon(root, sock, data_root, exec_root, log_path)
+    proc = _spawn_daemon(root, sock, data_root, exec_root, log_path, args)
     env = dict(os.environ)
     env.pop("BERTH_HOST", None)
     env["HOME"] = str(root / "home")
     return Daemon(root=root, socket=sock, data_root=data_root, exec_root=exec_root,
-                  process=proc, log_path=log_path, env=env)
+                  process=proc, log_path=log_path, env=env, args=args)
 
 
 def stop_daemon(d: Daemon) -> None:
@@ -177,6 +190,24 @@ def fresh_daemon(tmp_path_factory) -> Iterator[Daemon]:  # type: ignore[no-untyp
         yield d
     finally:
         stop_daemon(d)
+
+
+@pytest.fixture()
+def daemon_with() -> Iterator[Callable[..., Daemon]]:
+    """Start berthds with extra flags: ``daemon_with("--userns-remap", "default")``; each is
+    stopped and cleaned up at the end of the test."""
+    started: list[Daemon] = []
+
+    def start(*args: str) -> Daemon:
+        d = start_daemon(Path(tempfile.mkdtemp(prefix="berth-test-own-")), tuple(args))
+        started.append(d)
+        return d
+
+    try:
+        yield start
+    finally:
+        for d in started:
+            stop_daemon(d)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -88,13 +88,27 @@ class UnsafeArchive(InvalidArgument):
 
 
 class DockerfileError(InvalidArgument):
-    """A Dockerfile that does not parse; the message names the file and line."""
+    """A Dockerfile that does not parse; the message names the file and line.
 
-    def __init__(self, message: str, line: int | None = None, filename: str = "Dockerfile") -> None:
+    ``phase`` says where it failed, which Docker's classic builder words differently:
+    ``parse`` (the text: directives, continuations, JSON forms), ``instruction`` (one
+    instruction's keyword, flags and arguments), or ``""`` (the stages as a whole).
+    """
+
+    def __init__(self, message: str, line: int | None = None, filename: str = "Dockerfile",
+                 phase: str = "") -> None:
         text = f"{filename}:{line}: {message}" if line is not None else message
         super().__init__(text)
         self.line = line
         self.detail = message
+        self.filename = filename
+        self.phase = phase
+
+    def during(self, phase: str) -> DockerfileError:
+        """The same error, placed in ``phase`` (unless it already knows its phase)."""
+        if self.phase:
+            return self
+        return DockerfileError(self.detail, self.line, self.filename, phase)
 
 
 class RuntimeFailure(BerthError):

@@ -209,3 +209,23 @@ def test_testcontainers(daemon, monkeypatch) -> None:  # type: ignore[no-untyped
             client.containers.get(cid)
     finally:
         client.close()
+
+
+def test_diff_export_update(client: Any) -> None:
+    name = new_name(client)
+    container = client.containers.run("busybox", ["sh", "-c", "touch /tmp/t; sleep 300"],
+                                      name=name, detach=True)
+    deadline = time.monotonic() + 10
+    while not container.diff() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert container.diff() == [{"Path": "/tmp", "Kind": 0}, {"Path": "/tmp/t", "Kind": 1}]
+    data = b"".join(container.export())
+    import io
+    import tarfile
+
+    assert "tmp/t" in tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    assert container.update(cpu_shares=512, mem_limit="64m", memswap_limit="128m") \
+        == {"Warnings": None}
+    container.reload()
+    assert (container.attrs["HostConfig"]["CpuShares"],
+            container.attrs["HostConfig"]["Memory"]) == (512, 64 << 20)

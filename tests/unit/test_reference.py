@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from berth.cli._ref import plainly_valid
 from berth.errors import InvalidReference
 from berth.reference import (
     Reference,
@@ -141,3 +144,25 @@ def test_case_033_rejections() -> None:
     assert ref.digest is not None  # the tag command refuses it (tested in the image store)
     alias = parse_reference("index.docker.io/library/casetest-033:two")
     assert alias == parse_reference("casetest-033:two")
+
+
+# -- the CLI's fast path ----------------------------------------------------------------------
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="ab09._-/:A@", max_size=24))
+def test_what_the_cli_accepts_without_the_parser_the_parser_accepts(text: str) -> None:
+    if plainly_valid(text):
+        parse_named(text)
+
+
+@pytest.mark.parametrize("text", ["app:1.0", "berth-bench/build:ab12cd34", "a.b/c_d:Tag-1",
+                                  "localhost/x", "registry.example/team/app"])
+def test_the_cli_fast_path_covers_everyday_tags(text: str) -> None:
+    assert plainly_valid(text)
+
+
+@pytest.mark.parametrize("text", ["a_b.c/x", "App", "a:b:c", "x:", "a//b", "a" * 64,
+                                  "localhost:5000/x:1", "a@sha256:" + "0" * 64])
+def test_the_cli_fast_path_leaves_the_rest_to_the_parser(text: str) -> None:
+    assert not plainly_valid(text)

@@ -154,7 +154,7 @@ def build_app(engine: Engine) -> web.Application:
     puller = engine.registries.puller if engine.registries else None
     pusher = engine.registries.pusher if engine.registries else None
     route_sets: list[RouteSet] = [
-        SystemRoutes(engine.config, engine.images, engine.containers, engine.id),
+        SystemRoutes(engine.config, engine.images, engine.containers, engine.id, engine.root),
         ImageRoutes(EventedImages(engine.images, bus) if bus else engine.images,
                     EventedPuller(puller, bus) if bus and puller else puller,
                     EventedPusher(pusher, bus) if bus and pusher else pusher),
@@ -186,11 +186,13 @@ def build_app(engine: Engine) -> web.Application:
 
         route_sets.append(BuildRoutes(engine.builds))
     if engine.volumes is not None:
-        from berth.api.routes.volumes import ArchiveRoutes, VolumeRoutes
+        from berth.api.routes.volumes import VolumeRoutes
 
         route_sets.append(VolumeRoutes(engine.volumes))
-        if engine.archives is not None:
-            route_sets.append(ArchiveRoutes(engine.archives))
+    if engine.archives is not None:
+        from berth.api.routes.archive import ArchiveRoutes
+
+        route_sets.append(ArchiveRoutes(engine.archives))
     return make_app(route_sets)
 
 

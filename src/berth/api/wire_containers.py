@@ -7,12 +7,14 @@ and never travels further as a dict. Rendering builds ``/containers/json`` and
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from berth.api.wire_volumes import parse_mounts, render_mount_requests
+from berth.engine import resource_checks
+from berth.engine.container_update import ResourceUpdate
+from berth.engine.log_config import reads_logs
 from berth.engine.logs import parse_timestamp
 from berth.engine.model import (
     ContainerConfig,
@@ -155,12 +157,7 @@ def _parse_create_body(body: Any) -> tuple[ContainerConfig, HostConfig]:
 def parse_host_config(hc: Any) -> HostConfig:
     if not isinstance(hc, dict):
         raise InvalidArgument("HostConfig must be an object")
-    restart = hc.get("RestartPolicy") or {}
-    policy = RestartPolicy(name=_str(restart.get("Name"), "RestartPolicy.Name") or "no",
-                           maximum_retry_count=_int(restart.get("MaximumRetryCount"),
-                                                    "RestartPolicy.MaximumRetryCount"))
-    if policy.name not in ("no", "always", "on-failure", "unless-stopped"):
-        raise InvalidArgument(f"invalid restart policy '{policy.name}'")
+    policy = _restart_policy(hc.get("RestartPolicy")) or RestartPolicy()
     ports: dict[str, tuple[tuple[str, str], ...]] = {}
     for port, bindings in (hc.get("PortBindings") or {}).items():
         ports[port] = tuple((_str(b.get("HostIp"), "HostIp"), _str(b.get("HostPort"), "HostPort"))
@@ -171,13 +168,10 @@ def parse_host_config(hc: Any) -> HostConfig:
                     for u in (hc.get("Ulimits") or []))
     pids_limit = hc.get("PidsLimit")
     memory = _int(hc.get("Memory"), "HostConfig.Memory")
-    if memory and memory < 6 * 1024 * 1024:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    memory_swap = _int(hc.get("MemorySwap"), "HostConfig.MemorySwap")
+    resource_checks.check_memory(memory, memory_swap)
     nano_cpus = _int(hc.get("NanoCpus"), "HostConfig.NanoCpus")
-    ncpu = os.cpu_count() or 1
-    if nano_cpus and nano_cpus > ncpu * 10**9:
-        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
-                              f"{ncpu} CPUs available")
+    resource_checks.check_nano_cpus(nano_cpus)
     if nano_cpus and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     init = hc.get("Init")
@@ -187,7 +181,7 @@ def parse_host_config(hc: Any) -> HostConfig:
     return HostConfig(
         auto_remove=_bool(hc.get("AutoRemove"), "HostConfig.AutoRemove"),
         memory=memory,
-        memory_swap=_int(hc.get("MemorySwap"), "HostConfig.MemorySwap"),
+        memory_swap=memory_swap,
         memory_reservation=_int(hc.get("MemoryReservation"), "HostConfig.MemoryReservation"),
         nano_cpus=nano_cpus,
         cpu_shares=_int(hc.get("CpuShares"), "HostConfig.CpuShares"),
@@ -196,6 +190,7 @@ def parse_host_config(hc: Any) -> HostConfig:
         cpuset_cpus=_str(hc.get("CpusetCpus"), "HostConfig.CpusetCpus"),
         cpuset_mems=_str(hc.get("CpusetMems"), "HostConfig.CpusetMems"),
         pids_limit=None if pids_limit in (None, 0) else _int(pids_limit, "HostConfig.PidsLimit"),
+        blkio_weight=_int(hc.get("BlkioWeight"), "HostConfig.BlkioWeight"),
         oom_kill_disable=_bool(hc.get("OomKillDisable"), "HostConfig.OomKillDisable"),
         oom_score_adj=_int(hc.get("OomScoreAdj"), "HostConfig.OomScoreAdj"),
         runtime=_str(hc.get("Runtime"), "HostConfig.Runtime"),
@@ -217,6 +212,7 @@ def parse_host_config(hc: Any) -> HostConfig:
         ipc_mode=_str(hc.get("IpcMode"), "HostConfig.IpcMode") or "private",
         pid_mode=_str(hc.get("PidMode"), "HostConfig.PidMode"),
         uts_mode=_str(hc.get("UTSMode"), "HostConfig.UTSMode"),
+        userns_mode=_str(hc.get("UsernsMode"), "HostConfig.UsernsMode"),
         shm_size=_int(hc.get("ShmSize"), "HostConfig.ShmSize") or 64 * 1024 * 1024,
         sysctls=_map(hc.get("Sysctls"), "HostConfig.Sysctls"),
         ulimits=ulimits,
@@ -229,6 +225,43 @@ def parse_host_config(hc: Any) -> HostConfig:
         volumes_from=_strs(hc.get("VolumesFrom"), "HostConfig.VolumesFrom"),
         mounts=parse_mounts(hc.get("Mounts")),
     )
+
+
+def _restart_policy(value: Any, where: str = "RestartPolicy") -> RestartPolicy | None:
+    """A RestartPolicy object; None when absent or its Name is empty."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"json: cannot unmarshal {type(value).__name__} into Go struct "
+                              f"field {where} of type container.RestartPolicy")
+    name = _str(value.get("Name"), f"{where}.Name")
+    retries = _int(value.get("MaximumRetryCount"), f"{where}.MaximumRetryCount")
+    if not name:
+        return None
+    resource_checks.check_restart_policy(name, retries)
+    return RestartPolicy(name=name, maximum_retry_count=retries)
+
+
+def parse_update_body(body: Any) -> ResourceUpdate:
+    """``POST /containers/{id}/update``: Docker's Resources and RestartPolicy; zero values
+    (and an absent ``PidsLimit``) leave a setting as it is."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("json: cannot unmarshal into Go value of type "
+                              "container.UpdateConfig")
+
+    def num(key: str) -> int:
+        return _int(body.get(key), f"UpdateConfig.{key}")
+
+    pids = body.get("PidsLimit")
+    return ResourceUpdate(
+        blkio_weight=num("BlkioWeight"), cpu_shares=num("CpuShares"), memory=num("Memory"),
+        memory_swap=num("MemorySwap"), memory_reservation=num("MemoryReservation"),
+        nano_cpus=num("NanoCpus"), cpu_period=num("CpuPeriod"), cpu_quota=num("CpuQuota"),
+        cpuset_cpus=_str(body.get("CpusetCpus"), "UpdateConfig.CpusetCpus"),
+        cpuset_mems=_str(body.get("CpusetMems"), "UpdateConfig.CpusetMems"),
+        kernel_memory=num("KernelMemory"),
+        pids_limit=None if pids is None else _int(pids, "UpdateConfig.PidsLimit"),
+        restart_policy=_restart_policy(body.get("RestartPolicy"), "UpdateConfig.RestartPolicy"))
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -281,9 +314,11 @@ def render_host_config(h: HostConfig, masked: list[str], readonly: list[str]) ->
         "Links": None, "OomScoreAdj": h.oom_score_adj, "PidMode": h.pid_mode,
         "Privileged": h.privileged, "PublishAllPorts": h.publish_all_ports,
         "ReadonlyRootfs": h.readonly_rootfs, "SecurityOpt": _none_if_empty(h.security_opt),
-        "UTSMode": h.uts_mode, "UsernsMode": "", "ShmSize": h.shm_size, "Runtime": h.runtime,
+        "UTSMode": h.uts_mode, "UsernsMode": h.userns_mode, "ShmSize": h.shm_size,
+        "Runtime": h.runtime,
         "ConsoleSize": list(h.console_size), "Isolation": "", "CpuShares": h.cpu_shares,
-        "Memory": h.memory, "NanoCpus": h.nano_cpus, "CgroupParent": "", "BlkioWeight": 0,
+        "Memory": h.memory, "NanoCpus": h.nano_cpus, "CgroupParent": "",
+        "BlkioWeight": h.blkio_weight,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
         "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": h.cpu_period,
         "CpuQuota": h.cpu_quota, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
@@ -324,7 +359,8 @@ def render_inspect(r: ContainerRecord, cdir: Path, extras: dict[str, Any]) -> di
         "Id": r.id, "Created": r.created, "Path": r.path, "Args": r.args,
         "State": render_state(r), "Image": r.image_id,
         "ResolvConfPath": str(cdir / "resolv.conf"), "HostnamePath": str(cdir / "hostname"),
-        "HostsPath": str(cdir / "hosts"), "LogPath": str(cdir / f"{r.id}-json.log"),
+        "HostsPath": str(cdir / "hosts"),
+        "LogPath": str(cdir / f"{r.id}-json.log") if reads_logs(r.host_config.log_type) else "",
         "Name": "/" + r.name, "RestartCount": r.restart_count, "Driver": "overlay2",
         "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": extras.get("ExecIDs"),

@@ -261,6 +261,7 @@ class DaemonFacts:
     insecure_registries: Sequence[str]
     registry_mirrors: Sequence[str]
     labels: Sequence[str]
+    userns: bool = False  # --userns-remap is set
 
 
 def render_version(daemon: DaemonFacts, host: HostFacts) -> dict[str, Any]:
@@ -313,7 +314,8 @@ def render_info(daemon: DaemonFacts, host: HostFacts, containers: Mapping[str, i
     paused = containers.get("paused", 0)
     stopped = containers.get("stopped", 0)
     v2 = host.cgroup_version == "2"
-    security = ["name=seccomp,profile=default"] + (["name=cgroupns"] if v2 else [])
+    security = (["name=seccomp,profile=default"] + (["name=userns"] if daemon.userns else [])
+                + (["name=cgroupns"] if v2 else []))
     return {
         "ID": daemon.id,
         "Containers": running + paused + stopped,

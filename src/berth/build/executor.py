@@ -11,12 +11,15 @@ it produces and the author. A key seen before whose image still exists is reused
 (`` ---> Using cache``) unless ``no_cache``.
 
 Only the target stage and the stages it depends on are built (BuildKit's rule; the classic
-builder built every stage before the target). Independent stages run one after the other
-(docs/compatibility.md says why).
+builder built every stage before the target). Each stage starts as soon as the stages it
+needs are built, so independent stages run at the same time; their output is still one
+transcript in file order (``stage_output``). When a stage fails, the others stop before
+their next step and the build reports that failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -58,10 +61,14 @@ from berth.build.instructions import (
 from berth.build.parser import parse_heredoc_word
 from berth.build.run_mounts import RunMount, check_supported, resolve_mounts
 from berth.build.sources import CopyPlan, plan_copy
+from berth.build.stage_output import StageOutputs
 from berth.errors import BerthError, DockerfileError, NotImplementedByBerth
 from berth.oci.image import ImageConfig
 
 log = logging.getLogger(__name__)
+
+# dockerd's build stream marks what went to stderr with these ANSI colour codes
+_STDERR_START, _STDERR_END = "\x1b[91m", "\x1b[0m"
 
 __all__ = [
     "BaseImage", "RunSpec", "BuildOptions", "BuildBackend", "Progress", "StepFailed",
@@ -178,8 +185,15 @@ class _Run:
     progress: Progress
     scratch: Path
     done: dict[int, _StageState] = field(default_factory=dict)
+    built: dict[int, asyncio.Event] = field(default_factory=dict)  # set when done or failed
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # a stage has failed
+    stage_index: int = 0  # the stage this copy of the run builds
     step: int = 0
     total: int = 0
+
+
+class _Stopped(Exception):
+    """Another stage failed: this one stops before its next step."""
 
 
 async def build(dockerfile_text: str, context: BuildContext | None, backend: BuildBackend,
@@ -198,13 +212,13 @@ async def build(dockerfile_text: str, context: BuildContext | None, backend: Bui
     with tempfile.TemporaryDirectory(prefix="build-", dir=scratch_parent) as scratch:
         run = _Run(df, context, backend, options, progress, Path(scratch))
         run.total = len(df.global_args) + sum(1 + len(s.instructions) for s in stages)
+        parse_warnings = [w for w in df.warnings if w != df.unused_build_args_warning]
+        if parse_warnings:  # dockerd writes them to the build's stderr, which it colours red
+            await progress.stream(_STDERR_START + "".join(w + "\n" for w in parse_warnings)
+                                  + _STDERR_END)
         for arg in df.global_args:
             await _announce(run, arg.original)
-        state: _StageState | None = None
-        for stage in stages:
-            state = await _build_stage(run, stage)
-            run.done[stage.index] = state
-    assert state is not None
+        state = await _build_stages(run, stages)
     if state.image_id is None:  # FROM scratch and nothing else: an image with no layer
         state.image_id = await backend.commit(None, state.config, "", state.author)
         await progress.stream(f" ---> {_short(state.image_id)}\n")
@@ -229,10 +243,54 @@ async def _announce(run: _Run, text: str) -> None:
     await run.progress.stream(f"Step {run.step}/{run.total} : {text}\n")
 
 
+async def _build_stages(run: _Run, stages: list[Stage]) -> _StageState:
+    """Start every stage at once; each waits for the stages it needs. → the last one's state."""
+    outputs = StageOutputs(run.progress, len(stages))
+    run.built.update((stage.index, asyncio.Event()) for stage in stages)
+    tasks = []
+    step = run.step
+    for position, stage in enumerate(stages):
+        stage_run = dataclasses.replace(run, progress=outputs[position], step=step,
+                                        stage_index=stage.index)
+        step += 1 + len(stage.instructions)
+        tasks.append(asyncio.create_task(_stage_task(stage_run, stage, outputs, position)))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for position, result in enumerate(results):
+        if isinstance(result, BaseException) and not isinstance(result, _Stopped):
+            await outputs.flush_until(position)
+            raise result
+    last = results[-1]
+    assert isinstance(last, _StageState)
+    return last
+
+
+async def _stage_task(run: _Run, stage: Stage, outputs: StageOutputs,
+                      position: int) -> _StageState:
+    try:
+        state = await _build_stage(run, stage)
+    except BaseException:
+        run.stopping.set()
+        run.built[stage.index].set()
+        raise
+    run.done[stage.index] = state
+    run.built[stage.index].set()
+    await outputs.finished(position)
+    return state
+
+
+async def _built(run: _Run, index: int) -> _StageState:
+    """Stage ``index``'s final state, once it is built."""
+    await run.built[index].wait()
+    state = run.done.get(index)
+    if state is None:
+        raise _Stopped()
+    return state
+
+
 async def _build_stage(run: _Run, stage: Stage) -> _StageState:
     await _announce(run, stage.from_instruction.original)
     if stage.base_stage is not None:
-        parent = run.done[stage.base_stage]
+        parent = await _built(run, stage.base_stage)
         base = BaseImage(parent.image_id, parent.config)
         inherit: StageScope | None = parent.scope
     elif stage.base_image.lower() == "scratch":
@@ -250,6 +308,8 @@ async def _build_stage(run: _Run, stage: Stage) -> _StageState:
         for text in triggers:
             await _step(run, state, parse_instruction(text, run.dockerfile.escape))
     for instr in stage.instructions:
+        if run.stopping.is_set():
+            raise _Stopped()
         await _announce(run, instr.original)
         await _step(run, state, instr)
     return state
@@ -414,10 +474,10 @@ async def _mount_from(run: _Run, stack: contextlib.AsyncExitStack, ref: str,
     except DockerfileError:
         stage_index = None
     if stage_index is not None:
-        if stage_index not in run.done:
+        if stage_index >= run.stage_index or stage_index not in run.built:
             raise DockerfileError(f"invalid from flag value {ref}: refers to the current or a "
                                   "later stage", line)
-        image_id = run.done[stage_index].image_id
+        image_id = (await _built(run, stage_index)).image_id
     else:
         image_id = (await run.backend.base_image(ref)).id
     return await stack.enter_async_context(run.backend.mounted(image_id)), image_id or ""

@@ -944,11 +944,17 @@ def parse_dockerfile(
     ``DockerfileError`` with Docker's wording and the line.
     """
     build_args = dict(build_args or {})
-    parsed = _p.parse(text)
+    try:
+        parsed = _p.parse(text)
+    except DockerfileError as err:
+        raise err.during("parse") from err
     global_args: list[ArgInstruction] = []
     groups: list[tuple[FromInstruction, list[Instruction]]] = []
     for raw in parsed.instructions:
-        instr = convert(raw)
+        try:
+            instr = convert(raw)
+        except DockerfileError as err:
+            raise err.during("instruction") from err
         if not groups and isinstance(instr, ArgInstruction):
             global_args.append(instr)
         elif isinstance(instr, FromInstruction):

@@ -53,3 +53,39 @@ def with_default_tag(ref: str) -> str:
 def registry_of(repo: str) -> str:
     domain, _ = _domain_split(repo)
     return domain
+
+
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_TAG_CHARS = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ_.-")
+
+
+def plainly_valid(ref: str) -> bool:
+    """True for the everyday ``name[:tag]`` forms that are certainly valid references.
+
+    A conservative subset of ``berth.reference``'s grammar (no registry port, no digest, one
+    separator between alphanumerics), so that the CLI can accept ``-t app:1.0`` without
+    importing the full parser; anything else goes to that parser for its verdict and wording.
+    """
+    name, colon, tag = ref.rpartition(":")
+    if not colon:
+        name, tag = ref, ""
+    elif not tag or "/" in tag or tag[0] in ".-" or not set(tag) <= _TAG_CHARS:
+        return False
+    if len(ref) > 128 or len(name) == 64:  # 64 characters could be a refused image ID
+        return False
+    components = name.split("/")
+    if len(components) > 1 and "." in components[0] and "_" in components[0]:
+        return False  # a registry host, where "_" is not allowed
+    for component in components:
+        if not component or component[0] not in _LOWER_ALNUM or \
+                component[-1] not in _LOWER_ALNUM:
+            return False
+        after_separator = False
+        for char in component:
+            if char in _LOWER_ALNUM:
+                after_separator = False
+            elif char in "._-" and not after_separator:
+                after_separator = True
+            else:
+                return False
+    return True

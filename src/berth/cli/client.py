@@ -112,19 +112,19 @@ def quote_path(path: str) -> str:
     return quote(path, safe=b"/:@+,;=!$'()*")
 
 
-def go_json(value: Any, indent: int | None = None) -> str:
-    """JSON as Go's encoder writes it: compact, UTF-8, ``<``, ``>``, ``&`` escaped."""
+def go_json(value: Any, indent: int | None = None, *, escape_html: bool = True) -> str:
+    """JSON as Go's encoder writes it: compact, UTF-8, ``<``, ``>``, ``&`` escaped.
+
+    ``escape_html=False`` is the docker CLI's own output (``inspect``, ``{{json .}}``), which
+    switches that escaping off.
+    """
     from berth.cli import _json  # json's C core without the ``re``/``enum`` imports
 
     sep = (",", ": ") if indent else (",", ":")
     text = _json.dumps(value, separators=sep, indent=indent)
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
+    if escape_html:
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 class Connection:

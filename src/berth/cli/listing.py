@@ -116,9 +116,18 @@ def inspect_each(cli: Cli, paths: Sequence[str], fmt: str,
 
 def print_inspect(cli: Cli, items: list[Any], fmt: str) -> None:
     if fmt:
-        tmpl = template.parse(template.expand_escapes(fmt))
+        from berth.cli import inspect_template
+        from berth.cli.context import StatusError
+
+        try:
+            tmpl = template.parse(template.expand_escapes(fmt))
+        except template.TemplateError as err:
+            raise StatusError(f"Template parsing error: {err}", 64) from None
         for item in items:
-            cli.out(tmpl.execute(item))
+            try:
+                cli.out(inspect_template.render(tmpl, item))
+            except template.TemplateError as err:
+                raise StatusError(f"Template parsing error: {err}", 1) from None
         return
     from berth.cli.render import indent_json
 

@@ -25,7 +25,10 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "commit": ("container", "commit", "Create a new image from a container's changes"),
         "cp": ("copy", "cp", "Copy files/folders between a container and the local filesystem"),
         "create": ("run", "create", "Create a new container"),
+        "diff": ("rootfs", "diff", "Inspect changes to files or directories on a container's "
+            "filesystem"),
         "exec": ("run", "exec_", "Execute a command in a running container"),
+        "export": ("rootfs", "export", "Export a container's filesystem as a tar archive"),
         "inspect": ("container", "inspect", "Display detailed information on one or more "
             "containers"),
         "kill": ("container", "kill", "Kill one or more running containers"),
@@ -44,6 +47,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "stop": ("container", "stop", "Stop one or more running containers"),
         "top": ("container", "top", "Display the running processes of a container"),
         "unpause": ("container", "unpause", "Unpause all processes within one or more containers"),
+        "update": ("update", "update", "Update configuration of one or more containers"),
         "wait": ("container", "wait", "Block until one or more containers stop, then print "
             "their exit codes"),
     }),
@@ -101,7 +105,9 @@ TOP: dict[str, tuple[str, str]] = {
     "unpause": ("container", "unpause"), "top": ("container", "top"),
     "rename": ("container", "rename"), "cp": ("container", "cp"),
     "commit": ("container", "commit"), "port": ("container", "port"),
-    "stats": ("container", "stats"), "images": ("image", "ls"), "rmi": ("image", "rm"),
+    "stats": ("container", "stats"), "diff": ("container", "diff"),
+    "export": ("container", "export"), "update": ("container", "update"),
+    "images": ("image", "ls"), "rmi": ("image", "rm"),
     "load": ("image", "load"), "save": ("image", "save"), "tag": ("image", "tag"),
     "import": ("image", "import"), "history": ("image", "history"),
     "pull": ("image", "pull"), "push": ("image", "push"), "build": ("image", "build"),

@@ -136,10 +136,10 @@ def quoted_command(command: str, truncate: bool) -> str:
 
 
 def indent_json(value: Any) -> str:
-    """Docker's inspect output: 4-space indent, Go's escaping."""
+    """Docker's inspect output: 4-space indent, no HTML escaping (the CLI turns it off)."""
     from berth.cli.client import go_json
 
-    return go_json(value, indent=4)
+    return go_json(value, indent=4, escape_html=False)
 
 
 def print_json_messages(messages: Iterable[dict[str, Any]], out: TextIO,

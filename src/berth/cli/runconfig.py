@@ -17,6 +17,8 @@ F = Flag
 CREATE_FLAGS = [
     F("add-host", "", "list", help="Add a custom host-to-IP mapping (host:ip)"),
     F("attach", "a", "list", help="Attach to STDIN, STDOUT or STDERR"),
+    F("blkio-weight", "", "int", help="Block IO (relative weight), between 10 and 1000, or 0 "
+        "to disable (default 0)"),
     F("cap-add", "", "list", help="Add Linux capabilities"),
     F("cap-drop", "", "list", help="Drop Linux capabilities"),
     F("cgroupns", "", "str", help="Cgroup namespace to use (host|private)"),
@@ -114,6 +116,9 @@ def parse_port_spec(spec: str) -> list[tuple[str, str, str]]:
     proto = "tcp"
     if "/" in spec:
         spec, proto = spec.rsplit("/", 1)
+        proto = proto.lower()
+        if proto not in ("tcp", "udp", "sctp"):
+            raise ValueError(f"invalid proto: {proto}")
     ip = ""
     host = ""
     if spec.startswith("["):  # IPv6 literal
@@ -254,8 +259,11 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
     for spec in opts["publish"]:
         try:
             entries = parse_port_spec(spec)
-        except ValueError as err:
-            raise bad(f'invalid argument "{spec}" for "-p, --publish" flag: {err}') from None
+        except ValueError as err:  # checked after flag parsing, as docker's CLI does
+            from berth.cli.context import StatusError
+
+            raise StatusError(f"berth: {err}\n\nRun 'berth {cmd.name} --help' for more "
+                              "information", 125) from None
         for port, ip, host_port in entries:
             exposed[port] = {}
             bindings.setdefault(port, []).append({"HostIp": ip, "HostPort": host_port})
@@ -326,6 +334,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
     if opts["stop_timeout"] is not None:
         config["StopTimeout"] = opts["stop_timeout"]
 
+    if opts["log_driver"] == "none" and opts["log_opt"]:
+        raise bad("invalid logging opts for driver none")
     log_config: dict[str, Any] = {"Type": opts["log_driver"], "Config": {}}
     for item in opts["log_opt"]:
         key, _, value = item.partition("=")
@@ -356,7 +366,8 @@ def build_create(opts: Mapping[str, Any], args: list[str], cmd: Command,
         host["Runtime"] = opts["runtime"]
     host.update({
         "Isolation": "", "CpuShares": opts["cpu_shares"], "Memory": opts["memory"],
-        "NanoCpus": int(round(opts["cpus"] * 1e9)), "CgroupParent": "", "BlkioWeight": 0,
+        "NanoCpus": int(round(opts["cpus"] * 1e9)), "CgroupParent": "",
+        "BlkioWeight": opts["blkio_weight"],
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
         "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
         "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": opts["cpuset_cpus"],

@@ -9,7 +9,11 @@ index, slice, print, printf, println, eq, ne, lt, le, gt, ge, html, js, urlquery
 int, float, bool, None); a callable field is called with the command's arguments, which is how
 listing contexts offer ``{{.Label "k"}}``.
 
-Pure: ``parse`` → ``Template`` → ``execute(data) -> str``; errors raise ``TemplateError``.
+Pure: ``parse`` → ``Template`` → ``execute(data) -> str``; errors raise ``TemplateError``. A
+missing map key prints ``<no value>``, or, as with Go's ``missingkey=error``, fails; a third mode
+(``struct``) treats plain objects as Go structs (a missing field fails, except the ``zero``
+fields a struct has even when its JSON omits them) and only ``GoMap`` objects as maps. Field
+errors carry Go's location: ``template: :1:2: executing "" at <.Bogus>: ...``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from berth.cli.template_funcs import (
     FUNCS,
     NO_VALUE,
+    GoMap,
     TemplateError,
     go_float,
     go_str,
@@ -25,22 +30,24 @@ from berth.cli.template_funcs import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
-__all__ = ["NO_VALUE", "Template", "TemplateError", "expand_escapes", "go_float", "go_str",
-           "parse", "render", "truth"]
+__all__ = ["NO_VALUE", "GoMap", "Template", "TemplateError", "expand_escapes", "go_float",
+           "go_str", "parse", "render", "truth"]
+
+MISSING_KEY_MODES = ("invalid", "error", "struct")
 
 
 # ---------------------------------------------------------------------------------- lexing
-def _split(text: str) -> list[tuple[str, str]]:
-    """→ [("text", s) | ("action", s)], with trim markers applied."""
-    parts: list[tuple[str, str]] = []
+def _split(text: str) -> list[tuple[str, str, int]]:
+    """→ [("text", s, 0) | ("action", s, offset of s in text)], with trim markers applied."""
+    parts: list[tuple[str, str, int]] = []
     pos = 0
     while True:
         start = text.find("{{", pos)
         if start < 0:
-            parts.append(("text", text[pos:]))
+            parts.append(("text", text[pos:], 0))
             break
         chunk = text[pos:start]
         inner_start = start + 2
@@ -48,7 +55,7 @@ def _split(text: str) -> list[tuple[str, str]]:
                 text.startswith("-\n", inner_start):
             chunk = chunk.rstrip(" \t\r\n")
             inner_start += 1
-        parts.append(("text", chunk))
+        parts.append(("text", chunk, 0))
         end = _find_close(text, inner_start)
         inner = text[inner_start:end]
         pos = end + 2
@@ -61,8 +68,8 @@ def _split(text: str) -> list[tuple[str, str]]:
             if not stripped.endswith("*/"):
                 raise TemplateError("template: unclosed comment")
             continue
-        parts.append(("action", stripped))
-    return [p for p in parts if p != ("text", "")]
+        parts.append(("action", stripped, inner_start + len(inner) - len(inner.lstrip())))
+    return [p for p in parts if p != ("text", "", 0)]
 
 
 def _find_close(text: str, pos: int) -> int:
@@ -84,8 +91,10 @@ def _find_close(text: str, pos: int) -> int:
     raise TemplateError("template: unclosed action")
 
 
-def _tokens(src: str) -> list[tuple[str, Any]]:
-    toks: list[tuple[str, Any]] = []
+def _tokens(src: str, base: int = 0) -> list[tuple[Any, ...]]:
+    """Tokens of one action; fields and variables carry the offset (``base`` + index) Go reports
+    for them: a chain ``.A.B`` is placed at ``.B``, ``$x.A`` at ``.A``."""
+    toks: list[tuple[Any, ...]] = []
     i = 0
     n = len(src)
     while i < n:
@@ -122,17 +131,18 @@ def _tokens(src: str) -> list[tuple[str, Any]]:
             while j < n and src[j] not in " \t\r\n|(),=" and not src.startswith(":=", j):
                 j += 1
             word = src[i:j]
+            toks.append(_word(word, base + i))
             i = j
-            toks.append(_word(word))
     return toks
 
 
-def _word(word: str) -> tuple[str, Any]:
+def _word(word: str, pos: int = 0) -> tuple[Any, ...]:
     if word.startswith("."):
-        return ("field", [p for p in word.split(".")[1:] if p])
+        second = word.find(".", 1)
+        return ("field", [p for p in word.split(".")[1:] if p], pos + max(second, 0))
     if word.startswith("$"):
         name, *chain = word.split(".")
-        return ("var", (name, chain))
+        return ("var", (name, chain), pos + max(word.find("."), 0))
     if word in ("true", "false"):
         return ("lit", word == "true")
     if word == "nil":
@@ -154,52 +164,60 @@ def _word(word: str) -> tuple[str, Any]:
 # list of operands; an operand is ("lit", v) ("field", chain) ("var", (name, chain))
 # ("ident", name) or ("sub", pipe, chain).
 
+def _after(text: str, offset: int, skip: int) -> tuple[str, int]:
+    """``text[skip:]`` without leading blanks, and where that starts in the template."""
+    rest = text[skip:]
+    stripped = rest.lstrip()
+    return stripped.rstrip(), offset + skip + len(rest) - len(stripped)
+
+
 class _Parser:
-    def __init__(self, parts: list[tuple[str, str]]) -> None:
+    def __init__(self, parts: list[tuple[str, str, int]]) -> None:
         self.parts = parts
         self.pos = 0
 
-    def block(self, stop: tuple[str, ...]) -> tuple[list[Any], str]:
+    def block(self, stop: tuple[str, ...]) -> tuple[list[Any], str, int]:
         nodes: list[Any] = []
         while self.pos < len(self.parts):
-            kind, value = self.parts[self.pos]
+            kind, value, offset = self.parts[self.pos]
             self.pos += 1
             if kind == "text":
                 nodes.append(("text", value))
                 continue
             word = value.split(None, 1)[0] if value else ""
             if word in stop:
-                return nodes, value
+                return nodes, value, offset
             if word in ("if", "range", "with"):
-                nodes.append(self.control(word, value[len(word):].strip()))
+                nodes.append(self.control(word, *_after(value, offset, len(word))))
             elif word in ("end", "else"):
                 raise TemplateError(f"template: unexpected {{{{{word}}}}}")
             elif word in ("define", "template", "block", "break", "continue"):
                 raise TemplateError(f"template: {{{{{word}}}}} is not supported")
             else:
-                nodes.append(("out", _pipe(_tokens(value))))
+                nodes.append(("out", _pipe(_tokens(value, offset))))
         if stop:
             raise TemplateError("template: unexpected EOF")
-        return nodes, ""
+        return nodes, "", 0
 
-    def control(self, word: str, rest: str) -> tuple[Any, ...]:
-        pipe = _pipe(_tokens(rest))
-        body, closer = self.block(("end", "else"))
+    def control(self, word: str, rest: str, offset: int) -> tuple[Any, ...]:
+        pipe = _pipe(_tokens(rest, offset))
+        body, closer, closer_at = self.block(("end", "else"))
         other: list[Any] = []
         if closer.startswith("else"):
-            tail = closer[4:].strip()
+            tail, tail_at = _after(closer, closer_at, 4)
             if tail.startswith("if ") or tail.startswith("with "):
                 inner_word = tail.split(None, 1)[0]
-                other = [self.control(inner_word, tail[len(inner_word):].strip())]
+                other = [self.control(inner_word, *_after(tail, tail_at, len(inner_word)))]
             else:
-                other, _ = self.block(("end",))
+                other, _, _ = self.block(("end",))
         return (word, pipe, body, other)
 
 
-def _pipe(toks: list[tuple[str, Any]]) -> tuple[list[str], bool, list[list[Any]]]:
+def _pipe(toks: list[tuple[Any, ...]]) -> tuple[list[str], bool, list[list[Any]]]:
     decl: list[str] = []
     assign = False
-    for i, (kind, _v) in enumerate(toks):
+    for i, tok in enumerate(toks):
+        kind = tok[0]
         if kind in ("decl", "assign"):
             names = [t for t in toks[:i] if t[0] != ","]
             if all(t[0] == "var" and not t[1][1] for t in names) and names:
@@ -210,7 +228,7 @@ def _pipe(toks: list[tuple[str, Any]]) -> tuple[list[str], bool, list[list[Any]]
     cmds: list[list[Any]] = [[]]
     i = 0
     while i < len(toks):
-        kind, value = toks[i]
+        kind = toks[i][0]
         if kind == "|":
             cmds.append([])
         elif kind == "(":
@@ -231,7 +249,7 @@ def _pipe(toks: list[tuple[str, Any]]) -> tuple[list[str], bool, list[list[Any]]
         elif kind == ")":
             raise TemplateError("template: unexpected right paren")
         else:
-            cmds[-1].append((kind, value))
+            cmds[-1].append(toks[i])
         i += 1
     if any(not c for c in cmds):
         raise TemplateError("template: missing value for command")
@@ -239,29 +257,53 @@ def _pipe(toks: list[tuple[str, Any]]) -> tuple[list[str], bool, list[list[Any]]
 
 
 class Template:
-    def __init__(self, nodes: list[Any], funcs: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, nodes: list[Any], funcs: dict[str, Callable[..., Any]],
+                 text: str = "") -> None:
         self.nodes = nodes
         self.funcs = funcs
+        self.text = text
 
-    def execute(self, data: Any) -> str:
+    def execute(self, data: Any, missing_key: str = "invalid",
+                zero: Mapping[str, Any] | None = None) -> str:
+        """``missing_key``: ``invalid`` (``<no value>``), ``error`` or ``struct`` (see the
+        module's docstring); ``zero``: field name → value, for ``struct``."""
+        if missing_key not in MISSING_KEY_MODES:
+            raise ValueError(f"unknown missing_key mode {missing_key!r}")
         out: list[str] = []
-        _Exec(self.funcs, data).run(self.nodes, data, [{"$": data}], out)
+        _Exec(self, data, missing_key, zero or {}).run(self.nodes, data, [{"$": data}], out)
         return "".join(out)
+
+    def location(self, pos: int) -> str:
+        """Go's ``line:col`` of a byte offset (the column is the byte index in its line)."""
+        before = self.text[:pos]
+        line_start = before.rfind("\n") + 1
+        return f"{before.count(chr(10)) + 1}:{len(before[line_start:].encode())}"
 
 
 def parse(text: str, funcs: dict[str, Callable[..., Any]] | None = None) -> Template:
-    nodes, _ = _Parser(_split(text)).block(())
+    nodes, _, _ = _Parser(_split(text)).block(())
     table = dict(FUNCS)
     if funcs:
         table.update(funcs)
-    return Template(nodes, table)
+    return Template(nodes, table, text)
 
 
 # ---------------------------------------------------------------------------------- execution
+_ABSENT = object()
+
+
+class _FieldError(Exception):
+    """A field that cannot be evaluated; ``operand`` adds where it is."""
+
+
 class _Exec:
-    def __init__(self, funcs: dict[str, Callable[..., Any]], root: Any) -> None:
-        self.funcs = funcs
+    def __init__(self, template: Template, root: Any, missing_key: str,
+                 zero: Mapping[str, Any]) -> None:
+        self.template = template
+        self.funcs = template.funcs
         self.root = root
+        self.missing_key = missing_key
+        self.zero = zero
 
     def run(self, nodes: list[Any], dot: Any, scope: list[dict[str, Any]], out: list[str]) -> None:
         for node in nodes:
@@ -365,15 +407,25 @@ class _Exec:
         if kind == "lit":
             return op[1]
         if kind == "field":
-            return _walk(dot, op[1])
+            try:
+                return self.walk(dot, op[1])
+            except _FieldError as err:
+                raise self.located(op[2], "." + ".".join(op[1]), err) from None
         if kind == "var":
             name, chain = op[1]
             for frame in reversed(scope):
                 if name in frame:
-                    return _walk(frame[name], chain)
+                    try:
+                        return self.walk(frame[name], chain)
+                    except _FieldError as err:
+                        node = name + "".join("." + c for c in chain)
+                        raise self.located(op[2], node, err) from None
             raise TemplateError(f"template: undefined variable: {name}")
         if kind == "sub":
-            return _walk(self.pipe(op[1], dot, scope), op[2])
+            try:
+                return self.walk(self.pipe(op[1], dot, scope), op[2])
+            except _FieldError as err:
+                raise TemplateError(f"template: {err}") from None
         if kind == "ident":
             func = self.funcs.get(op[1])
             if func is None:
@@ -382,20 +434,35 @@ class _Exec:
         raise TemplateError(f"template: unexpected {op!r}")
 
 
-def _walk(value: Any, chain: list[str]) -> Any:
-    for name in chain:
-        if callable(value):
-            value = value()
-        if isinstance(value, dict):
-            value = value.get(name, NO_VALUE)
-        elif value is None or value is NO_VALUE:
-            raise TemplateError(f"template: nil pointer evaluating .{name}")
-        else:
-            attr = getattr(value, name, NO_VALUE)
-            if attr is NO_VALUE:
-                raise TemplateError(f"template: can't evaluate field {name}")
-            value = attr
-    return value
+    def located(self, pos: int, node: str, err: _FieldError) -> TemplateError:
+        return TemplateError(f'template: :{self.template.location(pos)}: executing "" at '
+                             f"<{node}>: {err}")
+
+    def walk(self, value: Any, chain: list[str]) -> Any:
+        for name in chain:
+            if callable(value):
+                value = value()
+            if isinstance(value, dict):
+                found = value.get(name, _ABSENT)  # get(): listing contexts override it
+                value = self.missing(value, name) if found is _ABSENT else found
+            elif value is None or value is NO_VALUE:
+                raise _FieldError(f"nil pointer evaluating interface {{}}.{name}")
+            else:
+                attr = getattr(value, name, NO_VALUE)
+                if attr is NO_VALUE:
+                    raise _FieldError(f"can't evaluate field {name} in type interface {{}}")
+                value = attr
+        return value
+
+    def missing(self, mapping: dict[str, Any], name: str) -> Any:
+        if self.missing_key == "error":
+            quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+            raise _FieldError(f'map has no entry for key "{quoted}"')
+        if self.missing_key == "struct" and not isinstance(mapping, GoMap):
+            if name in self.zero:
+                return self.zero[name]
+            raise _FieldError(f"can't evaluate field {name} in type struct")
+        return NO_VALUE
 
 
 def expand_escapes(fmt: str) -> str:

@@ -23,6 +23,11 @@ class _NoValue:
 NO_VALUE = _NoValue()
 
 
+class GoMap(dict):  # type: ignore[type-arg]
+    """A JSON object that is a Go map (not a struct) in the type the docker CLI decodes into:
+    a missing key is ``<no value>`` there, where a missing struct field is an error."""
+
+
 # ---------------------------------------------------------------------------------- values
 def truth(value: Any) -> bool:
     if value is NO_VALUE or value is None:
@@ -179,7 +184,7 @@ def _json(value: Any) -> str:
     if isinstance(value, dict) and any(callable(v) for v in value.values()):
         # a listing row: docker marshals its fields (sorted), not its methods like .Label
         value = {k: value[k] for k in sorted(value) if not callable(value[k])}
-    return go_json(None if value is NO_VALUE else value)
+    return go_json(None if value is NO_VALUE else value, escape_html=False)
 
 
 def _join(items: Any, sep: str) -> str:

@@ -1,4 +1,5 @@
-"""The process behind ``/containers/{id}/archive``: stat, tar or untar a path in a container.
+"""The process behind ``/containers/{id}/archive`` and ``/export``: stat, tar or untar a path in
+a container, or tar all of it.
 
 Run by the daemon as ``python -m berth.engine._chroot_tar OP CONFIG_JSON``. It makes a private
 mount namespace, binds the container's volumes onto its rootfs there, and ``chroot``s into the
@@ -9,8 +10,12 @@ resolves it for the container itself. The namespace and its mounts vanish with t
 Everything the work needs is imported before the chroot, and no user or group name is ever
 looked up (NSS would load libraries from the container's root).
 
-Output: one JSON line on stdout (``{"stat": {...}}`` or ``{"error": msg, "status": code}``),
-then, for ``get``, the tar stream.
+A ``--userns-remap`` daemon passes its ID ranges (``ids``): owners are shifted to the host on
+the way in. On the way out they are not shifted back: dockerd 20.10's archives carry the host
+IDs (100007 for a file the container sees as 7), and berth does the same.
+
+Output: one JSON line on stdout (``{"stat": {...}}``, ``{"ok": true}`` or ``{"error": msg,
+"status": code}``), then, for ``get`` and ``export``, the tar stream.
 """
 
 from __future__ import annotations
@@ -49,6 +54,28 @@ _GO_SETUID = 1 << 23
 _GO_SETGID = 1 << 22
 _GO_CHAR = 1 << 21
 _GO_STICKY = 1 << 20
+
+
+class IDs:
+    """The container's ID ranges: ``{"uid": [[container, host, size], ...], "gid": [...]}``."""
+
+    def __init__(self, raw: dict[str, list[list[int]]] | None) -> None:
+        self._uids = [tuple(r) for r in (raw or {}).get("uid", [])]
+        self._gids = [tuple(r) for r in (raw or {}).get("gid", [])]
+
+    def to_host(self, uid: int, gid: int) -> tuple[int, int]:
+        if not self._uids:
+            return uid, gid
+        return self._in(self._uids, uid), self._in(self._gids, gid)
+
+    @staticmethod
+    def _in(ranges: list[tuple[int, ...]], cid: int) -> int:
+        for inside, outside, size in ranges:
+            if inside <= cid < inside + size:
+                return outside + cid - inside
+        # dockerd's words (its untar runs in a child process, hence the exit status)
+        raise Failure(f"Error processing tar file(exit status 1): Container ID {cid} cannot "
+                      "be mapped to a host ID")
 
 
 class Failure(Exception):
@@ -172,7 +199,7 @@ def _tar_info(name: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
-    info.mtime = st.st_mtime
+    info.mtime = int(st.st_mtime)  # whole seconds, as Docker's archives: no pax header for it
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
         info.type = tarfile.DIRTYPE
@@ -213,7 +240,7 @@ def _add(tar: tarfile.TarFile, path: str, name: str, links: dict[tuple[int, int]
             info.type = tarfile.LNKTYPE
             info.linkname = links[key]
             info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-            info.mtime = st.st_mtime
+            info.mtime = int(st.st_mtime)
             tar.addfile(info)
             return
         links[key] = name
@@ -237,6 +264,17 @@ def op_get(path: str, out: IO[bytes]) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         # "dir/." names the entries "./x" as docker does: clients rebase the "." prefix
         _add(tar, resolved, base if base != "/" else ".", {}, bare_root=base != ".")
+
+
+def op_export(out: IO[bytes]) -> None:
+    """The whole root as ``docker export`` writes it: no entry for ``/`` itself, names
+    relative to it (``bin``, ``bin/busybox``)."""
+    out.write(b'{"ok": true}\n')
+    out.flush()
+    links: dict[tuple[int, int], str] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(os.listdir("/")):
+            _add(tar, "/" + entry, entry, links)
 
 
 def _check_name(name: str) -> str:
@@ -266,6 +304,8 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
         raise Failure("extraction point is not a directory", 400)
     no_overwrite = bool(cfg.get("no_overwrite_dir_non_dir"))
     chown = cfg.get("chown")
+    ids = IDs(cfg.get("ids"))
+    root_owner = ids.to_host(0, 0)
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             rel = _check_name(member.name)
@@ -288,6 +328,9 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                         os.unlink(target)
             if chown is not None:
                 member.uid, member.gid = chown
+            member.uid, member.gid = ids.to_host(member.uid, member.gid)
+            if root_owner != (0, 0):
+                _make_parents(dest, rel, root_owner)
             member.name = rel
             member.uname = member.gname = ""
             try:
@@ -297,6 +340,18 @@ def op_put(cfg: dict[str, Any], stream: IO[bytes]) -> None:
                 if err.errno == errno.EROFS:
                     raise Failure("container rootfs is marked read-only", 403) from None
                 raise
+
+
+def _make_parents(dest: str, rel: str, owner: tuple[int, int]) -> None:
+    """The directories above ``rel`` the archive does not list, owned by container root
+    (tarfile would make them the daemon's)."""
+    parts = rel.split("/")[:-1]
+    path = dest
+    for part in parts:
+        path = os.path.join(path, part)
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o755)
+            os.chown(path, *owner)
 
 
 def main() -> int:
@@ -317,6 +372,8 @@ def main() -> int:
             out.write((json.dumps({"stat": info}) + "\n").encode())
         elif op == "get":
             op_get(cfg["path"], out)
+        elif op == "export":
+            op_export(out)
         elif op == "put":
             op_put(cfg, sys.stdin.buffer)
             out.write(b'{"ok": true}\n')

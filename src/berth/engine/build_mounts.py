@@ -24,6 +24,7 @@ from pathlib import Path
 
 from berth.build.run_mounts import RunMount
 from berth.engine.model import MountRequest
+from berth.oci.idmap import IdentityMapping
 
 __all__ = ["CacheMounts", "remove_stubs"]
 
@@ -33,8 +34,10 @@ _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 class CacheMounts:
     """The daemon's cache-mount directories and who is using them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ids: IdentityMapping | None = None) -> None:
+        """``ids``: a ``--userns-remap`` daemon's mapping (a cache's owner is shifted)."""
         self._root = root
+        self._ids = ids or IdentityMapping()
         self._root.mkdir(parents=True, exist_ok=True)
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -66,7 +69,7 @@ class CacheMounts:
         if m.sharing == "private" and self._users.get(key):
             tmp = Path(tempfile.mkdtemp(prefix=".private-", dir=self._root))
             try:
-                _prepare(tmp, m)
+                _prepare(tmp, m, self._ids)
                 yield tmp
             finally:
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
@@ -76,7 +79,7 @@ class CacheMounts:
             path = self.path_for(key)
             if not path.is_dir():
                 tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=self._root))
-                _prepare(tmp, m)
+                _prepare(tmp, m, self._ids)
                 try:
                     tmp.rename(path)
                 except OSError:  # made by a concurrent step meanwhile
@@ -90,9 +93,9 @@ class CacheMounts:
                     del self._users[key]
 
 
-def _prepare(path: Path, m: RunMount) -> None:
+def _prepare(path: Path, m: RunMount, ids: IdentityMapping) -> None:
     os.chmod(path, m.mode)
-    os.chown(path, m.uid, m.gid)
+    os.chown(path, *ids.to_host(m.uid, m.gid))
 
 
 def remove_stubs(upper: Path, lowers: Sequence[Path], targets: Sequence[str]) -> None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berth.build.config_steps import apply_config_step
-from berth.build.context import BuildContext, extract_context
 from berth.build.executor import (
     SCRIPT_PATH,
     BaseImage,
@@ -41,6 +40,7 @@ from berth.build.executor import (
 from berth.build.instructions import EnvInstruction, parse_instruction
 from berth.engine.build_mounts import CacheMounts, remove_stubs
 from berth.engine.containers import ContainerService
+from berth.engine.context_cache import ContextCache
 from berth.engine.model import ContainerConfig, HostConfig, MountRequest
 from berth.errors import DockerfileError, InvalidArgument, NotImplementedByBerth
 from berth.image.records import format_time
@@ -50,6 +50,7 @@ from berth.reference import parse_named
 from berth.snapshot.archive import write_diff
 from berth.snapshot.layers import LayerStore
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
+from berth.snapshot.ownership import adopt_tree
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class EngineBuildBackend:
         self._layers = layers
         self._steps = work_root / "steps"
         self._cache = work_root / "cache"
-        self._cache_mounts = CacheMounts(work_root / "cache-mounts")
+        # a --userns-remap daemon's mapping: steps write shifted owners, diffs shift them back
+        self._ids = containers.id_mapping
+        self._cache_mounts = CacheMounts(work_root / "cache-mounts", self._ids)
         self._steps.mkdir(parents=True, exist_ok=True)
         self._cache.mkdir(parents=True, exist_ok=True)
 
@@ -137,7 +140,7 @@ class EngineBuildBackend:
         if not _upper_is_empty(upper):
             layer = step_dir / "layer.tar"
             with open(layer, "wb") as out:
-                write_diff(upper, out)
+                write_diff(upper, out, self._ids)
         return self._images.create_image(
             parent, layer, config, History(created=_now(), created_by=created_by),
             author=author)
@@ -152,11 +155,13 @@ class EngineBuildBackend:
                 change: FsChange) -> str:
         step_dir = Path(tempfile.mkdtemp(prefix="step-", dir=self._steps))
         try:
-            rootfs = prepare_rootfs(self._lowers(parent), step_dir, volatile=True)
+            rootfs = prepare_rootfs(self._lowers(parent), step_dir, volatile=True,
+                                    owner=self._ids.root_pair())
             try:
                 change(rootfs)
             finally:
                 release_rootfs(step_dir)
+            adopt_tree(step_dir / "upper", self._ids)  # owners the step wrote as the daemon
             return self._commit_upper(step_dir, step_dir / "upper", parent, config,
                                       created_by, author)
         finally:
@@ -203,6 +208,8 @@ class EngineBuildBackend:
             image=run_image, cmd=spec.argv, entrypoint=(), env=spec.env,
             working_dir=spec.workdir, user=spec.user, attach_stdout=True, attach_stderr=True)
         script_dir = Path(tempfile.mkdtemp(prefix="script-", dir=self._steps))
+        if not self._ids.empty:  # the runtime binds the script as the remapped root
+            script_dir.chmod(0o711)
         host = HostConfig(mounts=mounts)
         if spec.script is not None:
             script = script_dir / "script"
@@ -210,7 +217,7 @@ class EngineBuildBackend:
             script.chmod(0o755)
             host = HostConfig(binds=(f"{script}:{SCRIPT_PATH}:ro",), mounts=mounts)
         try:
-            record = await self._containers.create(None, container, host)
+            record, _ = await self._containers.create(None, container, host)
         except BaseException:
             await self._drop_image(run_image, parent)
             shutil.rmtree(script_dir, ignore_errors=True)
@@ -299,34 +306,30 @@ class BuildService:
     def __init__(self, images: ImageStore, containers: ContainerService, layers: LayerStore,
                  data_root: Path) -> None:
         self._work = data_root / "builder"
-        self._contexts = self._work / "contexts"
-        self._contexts.mkdir(parents=True, exist_ok=True)
+        self._contexts = ContextCache(self._work / "contexts")
         self._images = images
         self._containers = containers
         self.backend = EngineBuildBackend(images, containers, layers, self._work)
-        for stale in self._contexts.iterdir():  # left by a daemon that died mid-build
-            shutil.rmtree(stale, ignore_errors=True)
 
     async def build(self, body: BinaryIO, request: BuildRequest,
                     progress: Progress) -> BuildResult:
-        """Unpack the context from ``body`` (read in a worker thread) and build it."""
+        """Build the context in ``body`` (read in a worker thread; see ``ContextCache``)."""
         if request.remote:
             raise NotImplementedByBerth("building from a remote context is not supported by "
                                         "berth yet")
-        root = Path(tempfile.mkdtemp(prefix="context-", dir=self._contexts))
+        lease = await asyncio.to_thread(self._contexts.acquire, body, request.dockerfile)
+        built = False
         try:
-            context_dir = root / "context"
-            context_dir.mkdir()
-            await asyncio.to_thread(extract_context, body, context_dir)
-            context = await asyncio.to_thread(BuildContext.open, context_dir, request.dockerfile)
             options = BuildOptions(
                 tags=tuple(request.tags), build_args=dict(request.build_args),
                 target=request.target or None, no_cache=request.no_cache,
                 labels=dict(request.labels))
-            return await build(context.dockerfile_text, context, self.backend, options,
-                               progress)
+            result = await build(lease.context.dockerfile_text, lease.context, self.backend,
+                                 options, progress)
+            built = True
+            return result
         finally:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await asyncio.to_thread(self._contexts.release, lease, built)
 
     async def commit(self, request: CommitRequest) -> str:
         """``docker commit``: the container's writable layer as a new image."""
@@ -361,7 +364,7 @@ class BuildService:
                 upper.mkdir()
             layer = layer_dir / "layer.tar"
             with open(layer, "wb") as out:
-                write_diff(upper, out)
+                write_diff(upper, out, self._containers.id_mapping)
             return self._images.create_image(
                 parent, layer, config,
                 History(created=_now(), created_by=created_by, author=request.author,

@@ -63,6 +63,7 @@ class DaemonConfig:
     labels: tuple[str, ...] = ()
     experimental: bool = False
     tls: TLSSettings = TLSSettings()
+    userns_remap: str = ""  # dockerd's --userns-remap, resolved by berth.engine.userns
 
     @property
     def effective_log_level(self) -> int:
@@ -93,6 +94,7 @@ _FILE_KEYS: dict[str, str] = {
     "tlscacert": "tlscacert",
     "tlscert": "tlscert",
     "tlskey": "tlskey",
+    "userns-remap": "userns_remap",
 }
 
 
@@ -139,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='Path to TLS certificate file (default "~/.docker/cert.pem")')
     p.add_argument("--tlskey", dest="tlskey", metavar="string",
                    help='Path to TLS key file (default "~/.docker/key.pem")')
+    p.add_argument("--userns-remap", dest="userns_remap", metavar="string",
+                   help="User/Group setting for user namespaces")
     return p
 
 
@@ -216,6 +220,7 @@ def load_config(args: argparse.Namespace) -> DaemonConfig:
             cacert=_opt_path(pick("tlscacert"), "tlscacert"),
             cert=_opt_path(pick("tlscert"), "tlscert"),
             key=_opt_path(pick("tlskey"), "tlskey")),
+        userns_remap=_str_or(pick("userns-remap"), "", "userns-remap"),
     )
 
 

@@ -1,4 +1,5 @@
-"""``/containers/{id}/archive``: stat, read and write paths in a container, running or not.
+"""A container's files from outside, running or not: ``/containers/{id}/archive`` (stat, read
+and write paths), ``/export`` (tar its whole filesystem) and ``/changes`` (``docker diff``).
 
 The file work happens in a helper process (``berth.engine._chroot_tar``) that chroots into the
 container's rootfs with its volumes mounted, so a path is resolved exactly as the container
@@ -18,16 +19,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from berth.engine.containers import ContainerService
+from berth.engine.containers import ContainerService, EventSink
 from berth.engine.model import ContainerRecord
 from berth.engine.mounts import MountManager
 from berth.errors import BerthError, Conflict, Internal, InvalidArgument, NotFound, PermissionDenied
 from berth.runtime.users import resolve_user
+from berth.snapshot.changes import Change, layer_changes
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+
+# What Docker's init layer holds (mount points, /.dockerenv): never in ``docker diff``.
+INIT_LAYER_PATHS = frozenset({"/.dockerenv", "/dev", "/proc", "/sys", "/etc/hostname",
+                              "/etc/hosts", "/etc/resolv.conf", "/etc/mtab"})
 
 
 def _error(message: str, status: int) -> BerthError:
@@ -43,11 +49,12 @@ def stat_header(stat: dict[str, Any]) -> str:
 
 class ArchiveService:
     def __init__(self, containers: ContainerService, mounts: MountManager, images: Any,
-                 layers: Any) -> None:
+                 layers: Any, on_event: EventSink | None = None) -> None:
         self._containers = containers
         self._mounts = mounts
         self._images = images
         self._layers = layers
+        self._on_event = on_event or (lambda action, cid, attrs: None)
         self._users: dict[str, int] = {}  # container id -> requests holding its rootfs
 
     # -- rootfs for the duration of a request -------------------------------------------------
@@ -60,9 +67,9 @@ class ArchiveService:
                 rootfs = cdir / "rootfs"
                 if rootfs.is_dir():
                     return rootfs
-            chain = await asyncio.to_thread(self._images.layer_chain, record.image_id)
-            lowers = self._layers.lower_dirs(chain[-1]) if chain else []
-            return await asyncio.to_thread(prepare_rootfs, lowers, cdir)
+            lowers = await asyncio.to_thread(self._lowers, record)
+            return await asyncio.to_thread(prepare_rootfs, lowers, cdir,
+                                           owner=self._containers.id_mapping.root_pair())
         except BaseException:
             self._users[record.id] -= 1
             raise
@@ -95,8 +102,12 @@ class ArchiveService:
             else:
                 continue  # a tmpfs lives only in the container's own mount namespace
             mounts.append({"dest": mp.destination, "source": source, "rw": mp.rw})
+        ids = self._containers.id_mapping
         return {"rootfs": str(rootfs), "path": path, "mounts": mounts,
-                "readonly_rootfs": record.host_config.readonly_rootfs}
+                "readonly_rootfs": record.host_config.readonly_rootfs,
+                "ids": None if ids.empty else {
+                    "uid": [[r.container_id, r.host_id, r.size] for r in ids.uids],
+                    "gid": [[r.container_id, r.host_id, r.size] for r in ids.gids]}}
 
     async def _spawn(self, op: str, cfg: dict[str, Any],
                      stdin: bool = False) -> asyncio.subprocess.Process:
@@ -123,6 +134,17 @@ class ArchiveService:
 
     # -- operations ---------------------------------------------------------------------------
 
+    async def changes(self, ref: str) -> list[Change]:
+        """``docker diff``: what the container's writable layer changed in its image."""
+        record = self._containers.get(ref)
+        upper = self._containers.container_dir(record.id) / "upper"
+        return await asyncio.to_thread(
+            lambda: layer_changes(upper, self._lowers(record), INIT_LAYER_PATHS))
+
+    def _lowers(self, record: ContainerRecord) -> list[Path]:
+        chain = self._images.layer_chain(record.image_id)
+        return list(self._layers.lower_dirs(chain[-1])) if chain else []
+
     async def stat(self, ref: str, path: str) -> dict[str, Any]:
         record = self._containers.get(ref)
         rootfs = await self._acquire(record)
@@ -137,9 +159,27 @@ class ArchiveService:
     async def get(self, ref: str, path: str) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
         """The path's stat and a tar stream of it; the stream must be consumed or closed."""
         record = self._containers.get(ref)
+        doc, stream = await self._tar(record, ref, "get", path)
+        return dict(doc["stat"]), stream
+
+    async def export(self, ref: str) -> AsyncIterator[bytes]:
+        """``docker export``: a tar of the container's root filesystem as the container sees
+        it, without its volumes and bind mounts (entries named ``bin/sh``, no ``.``)."""
+        record = self._containers.get(ref)
+        _, stream = await self._tar(record, ref, "export", "/", mounts=False)
+        self._on_event("export", record.id, {})
+        return stream
+
+    async def _tar(self, record: ContainerRecord, ref: str, op: str, path: str,
+                   mounts: bool = True) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
+        """Start the helper's ``op``; its first line, and the tar that follows as a stream
+        that holds the rootfs until it is consumed or closed."""
         rootfs = await self._acquire(record)
         try:
-            proc = await self._spawn("get", self._config(record, rootfs, path))
+            cfg = self._config(record, rootfs, path)
+            if not mounts:
+                cfg["mounts"] = []
+            proc = await self._spawn(op, cfg)
             doc = await self._first_line(proc, ref)
         except BaseException:
             await self._release(record)
@@ -158,7 +198,7 @@ class ArchiveService:
                     await proc.wait()
                 await self._release(record)
 
-        return dict(doc["stat"]), stream()
+        return doc, stream()
 
     async def put(self, ref: str, path: str, body: AsyncIterator[bytes], *,
                   no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import shutil
 import signal as signal_module
@@ -18,8 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import hardening, launch, recovery, restart
+from berth.engine import (
+    container_update,
+    hardening,
+    launch,
+    recovery,
+    resource_checks,
+    restart,
+    userns,
+)
+from berth.engine.container_update import ResourceUpdate
 from berth.engine.db import ContainerDB
+from berth.engine.log_config import check_log_config, log_settings
 from berth.engine.model import (
     ContainerConfig,
     ContainerRecord,
@@ -39,6 +50,7 @@ from berth.errors import (
     NotModified,
     RuntimeFailure,
 )
+from berth.oci.idmap import IdentityMapping
 from berth.runtime.shim.forkserver import ForkServer
 
 log = logging.getLogger(__name__)
@@ -61,9 +73,13 @@ class ContainerService:
     def __init__(self, data_root: Path, exec_root: Path, db: ContainerDB, images: Any,
                  layers: Any, runtimes: dict[str, str], default_runtime: str,
                  on_event: EventSink | None = None, forkserver: ForkServer | None = None,
-                 networks: Any = None, mounts: Any = None) -> None:
+                 networks: Any = None, mounts: Any = None,
+                 remap: userns.RemappedRoot | None = None) -> None:
         self.networks = networks  # engine.networks.NetworkService; None: no networking
         self.mounts = mounts  # engine.mounts.MountManager; None: no volumes or binds
+        self.remap = remap  # --userns-remap; None: off
+        # owners of everything the daemon writes for containers (empty: not remapped)
+        self.id_mapping = remap.mapping if remap is not None else IdentityMapping()
         self._root = data_root / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
         self._forkserver = forkserver  # forks shims; None: each shim is a new interpreter
@@ -125,7 +141,11 @@ class ContainerService:
 
     async def create(self, name: str | None, config: ContainerConfig,
                      host: HostConfig, endpoints: dict[str, Any] | None = None
-                     ) -> ContainerRecord:
+                     ) -> tuple[ContainerRecord, list[str]]:
+        """The new container and dockerd's warnings (a limit the host cannot apply)."""
+        if config.stop_signal:
+            check_stop_signal(config.stop_signal)
+        check_log_config(host.log_type, host.log_config)
         if name:
             name = validate_name(name)
             if existing := self._db.by_name(name):
@@ -139,6 +159,8 @@ class ContainerService:
         if runtime not in self._runtimes:
             raise InvalidArgument(f"Unknown runtime specified {runtime}")
         hardening.validate_host_config(host)
+        host, warnings = resource_checks.check_host_resources(host)
+        userns.validate_host_config(self.remap, host)
         image = await asyncio.to_thread(self._images.get, config.image)
         merged = launch.merge_image_config(config, image.config)
         if not merged.argv:
@@ -155,6 +177,8 @@ class ContainerService:
             self.networks.on_create(record, endpoints)
         cdir = self.container_dir(container_id)
         cdir.mkdir(mode=0o710)
+        if self.remap is not None:  # container root must reach its rootfs and mounted files
+            os.chown(cdir, 0, self.id_mapping.root_pair()[1])
         try:
             if self.mounts is not None:  # volumes are created with the container, as Docker
                 await asyncio.to_thread(self.mounts.prepare, record, self.get)
@@ -166,7 +190,7 @@ class ContainerService:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         self._on_event("create", container_id, {"name": name, "image": config.image})
-        return record
+        return record, warnings
 
     def _unused_name(self) -> str:
         for _ in range(64):
@@ -198,16 +222,23 @@ class ContainerService:
 
     async def _start_locked(self, record: ContainerRecord) -> None:
         cdir = self.container_dir(record.id)
+        remapped = userns.container_is_remapped(self.remap, record.host_config)
         try:
-            netns = ""
+            netns, user_ns = "", ""
             if self.networks is not None:
-                netns = await self.networks.setup(record, cdir, self.get)
+                namespaces = await self.networks.setup(
+                    record, cdir, self.get, self.id_mapping if remapped else None)
+                netns, user_ns = namespaces.network, namespaces.user
             try:
+                h = record.host_config
                 shim = await launch.start_container(
                     record, cdir, self._exec_root, self._images, self._layers,
-                    self._runtimes[record.runtime], self.log_path(record.id),
+                    self._runtimes[record.runtime],
+                    log_settings(h.log_type, h.log_config, self.log_path(record.id)),
                     forkserver=self._forkserver, netns=netns,
-                    mounts_for=self.mounts.spec_mounts if self.mounts is not None else None)
+                    mounts_for=self.mounts.spec_mounts if self.mounts is not None else None,
+                    userns=(user_ns or "private") if remapped else "host",
+                    ids=self.id_mapping if self.remap is not None else None)
             except BaseException:
                 if self.networks is not None:
                     await self.networks.teardown(record.id)
@@ -488,6 +519,22 @@ class ContainerService:
                 deleted.append(record.id)
         return deleted
 
+    async def update(self, ref: str, request: ResourceUpdate) -> list[str]:
+        """``docker update``: new limits and restart policy, into the cgroup of a running
+        container first (see ``berth.engine.container_update``); dockerd's warnings."""
+        record = self.get(ref)
+        request, warnings = await asyncio.to_thread(
+            container_update.check_update, request, resource_checks.host_support())
+        async with self._lock(record.id):
+            record = self.get(record.id)
+            host = container_update.merge_update(record, request)
+            if record.is_running:
+                await asyncio.to_thread(container_update.apply_live,
+                                        launch.cgroups_path(record.id), host, request)
+            self._save(replace(record, host_config=host))
+        self._on_event("update", record.id, {"name": record.name})
+        return warnings
+
     def rename(self, ref: str, new_name: str) -> None:
         record = self.get(ref)
         new_name = validate_name(new_name)
@@ -560,6 +607,16 @@ class ContainerService:
             else:
                 counts["stopped"] += 1
         return counts
+
+
+def check_stop_signal(value: str) -> None:
+    """Docker's check of ``--stop-signal`` at create: a name it knows or a non-zero number."""
+    text = value.strip()
+    if text.lstrip("+-").isdigit():
+        if int(text) == 0:
+            raise InvalidArgument(f"Invalid signal: {value}")
+        return
+    parse_signal(text)
 
 
 def parse_signal(value: str | int) -> int:

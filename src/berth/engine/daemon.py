@@ -3,7 +3,9 @@
 Start-up, in order, each step needed by the next:
 1. flags + daemon.json → ``DaemonConfig`` (a bad configuration never touches the disk);
 2. logging to stderr in dockerd's ``time=... level=... msg=...`` form;
-3. an exclusive flock on ``<data-root>/berthd.lock``: one daemon per data root, ever;
+3. ``--userns-remap`` resolved (``dockremap`` made if asked for) and the data root laid out
+   (``<data-root>/<uid>.<gid>/`` when remapped); its errors are printed as dockerd prints them;
+   then an exclusive flock on ``<data-root>/berthd.lock``: one daemon per data root, ever;
 4. the pidfile (refused if it names another live process, as dockerd does);
 5. the engine (``wiring.build_engine``) and the API application over it;
 6. one listening socket per ``-H``: bound, given its mode and group, *then* listened on, so no
@@ -35,6 +37,7 @@ from aiohttp import web
 
 from berth.engine.config import DaemonConfig, load_config, parse_args, parse_host
 from berth.engine.tls import server_context
+from berth.engine.userns import RemapError, setup_daemon_root, setup_remapped_root
 from berth.engine.wiring import Engine, build_engine
 from berth.errors import BerthError, FailedPrecondition, InvalidArgument
 
@@ -58,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.effective_log_level)
     try:
         run(config)
+    except RemapError as err:  # dockerd prints these bare (its CreateDaemonRoot step)
+        print(err.message, file=sys.stderr)
+        return 1
     except BerthError as err:
         log.error("failed to start daemon: %s", err.message)
         return 1
@@ -73,10 +79,11 @@ def run(config: DaemonConfig, app_factory: AppFactory | None = None) -> None:
     # 0711, not dockerd's 0700: the default socket lives in the exec root, and --group members
     # must be able to reach it.
     config.exec_root.mkdir(parents=True, exist_ok=True, mode=0o711)
-    config.data_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    log.info("Starting up")
+    remap = setup_remapped_root(config.userns_remap)
+    setup_daemon_root(config.data_root, remap)
     with data_root_lock(config.data_root), pidfile(config.pidfile):
-        log.info("Starting up")
-        engine = build_engine(config)
+        engine = build_engine(config, remap)
         asyncio.run(_serve(config, engine, factory))
         log.info("Daemon shutdown complete")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -18,10 +19,13 @@ from typing import Any
 
 from berth.engine import hardening
 from berth.engine.container_files import process_env
+from berth.engine.container_update import resources_for
+from berth.engine.log_config import LogSettings
 from berth.engine.model import ContainerRecord, ContainerState
 from berth.engine.shim import ExitState, Shim, read_exit
 from berth.engine.trash import Trash
 from berth.errors import BerthError, InvalidArgument, RuntimeFailure
+from berth.oci.idmap import IdentityMapping
 from berth.runtime import spec as runtime_spec
 from berth.runtime.users import resolve_user
 from berth.snapshot.overlay import prepare_rootfs, release_rootfs
@@ -42,27 +46,14 @@ def cgroups_path(container_id: str) -> str:
     return f"/berth/{container_id}"
 
 
-def _resources(record: ContainerRecord) -> runtime_spec.Resources:
-    h = record.host_config
-    quota, period = h.cpu_quota or None, h.cpu_period or None
-    if h.nano_cpus:
-        period = 100_000
-        quota = h.nano_cpus * period // 1_000_000_000
-    swap: int | None = h.memory_swap or None
-    if h.memory and not h.memory_swap:
-        swap = h.memory * 2  # Docker's default: as much swap as memory
-    return runtime_spec.Resources(
-        memory=h.memory or None, memory_swap=swap if h.memory else None,
-        memory_reservation=h.memory_reservation or None, cpu_shares=h.cpu_shares or None,
-        cpu_quota=quota, cpu_period=period, cpuset_cpus=h.cpuset_cpus or None,
-        cpuset_mems=h.cpuset_mems or None,
-        pids_limit=h.pids_limit if h.pids_limit and h.pids_limit > 0 else None)
-
-
 def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
-                     netns: str = "", extra_mounts: Sequence[runtime_spec.MountSpec] = ()
+                     netns: str = "", extra_mounts: Sequence[runtime_spec.MountSpec] = (),
+                     userns: str = "host", ids: IdentityMapping | None = None
                      ) -> runtime_spec.SpecInput:
-    """Everything the runtime needs, from the record and the mounted rootfs."""
+    """Everything the runtime needs, from the record and the mounted rootfs.
+
+    ``userns``/``ids``: the user namespace ("host", "private" or a path to join) and its
+    mapping, for a container of a ``--userns-remap`` daemon."""
     c, h = record.config, record.host_config
     user = resolve_user(str(rootfs), c.user, h.group_add)
     mounts = [
@@ -88,7 +79,7 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         ipc_mode="host" if h.ipc_mode == "host" else "private",
         pid_mode="host" if h.pid_mode == "host" else "private",
         uts_mode="host" if h.uts_mode == "host" else "private",
-        resources=_resources(record), cgroups_path=cgroups_path(record.id),
+        resources=resources_for(h), cgroups_path=cgroups_path(record.id),
         cap_add=h.cap_add, cap_drop=h.cap_drop, privileged=h.privileged,
         readonly_rootfs=h.readonly_rootfs, sysctls=dict(h.sysctls),
         rlimits=tuple(runtime_spec.Rlimit(u.name, u.soft, u.hard) for u in h.ulimits),
@@ -96,7 +87,8 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         seccomp=hardening.seccomp_for(record), devices=hardening.devices_for(record),
         host_capabilities=hardening.host_capabilities(),
         **hardening.system_paths(h.security_opt),
-        oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size)
+        oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size,
+        userns_mode=userns, id_mapping=ids or IdentityMapping())
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -108,13 +100,22 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+# The files bind-mounted over /etc: container root may rewrite them, as in Docker.
+_NETWORK_FILES = ("hostname", "hosts", "resolv.conf")
+
+
 def _prepare_bundle(record: ContainerRecord, cdir: Path, lowers: list[Path],
-                    netns: str = "", mounts_for: MountsHook | None = None) -> None:
+                    netns: str = "", mounts_for: MountsHook | None = None,
+                    userns: str = "host", ids: IdentityMapping | None = None) -> None:
+    owner = (ids or IdentityMapping()).root_pair()
     # --rm: the writable layer dies with the container, so its unmount may skip the syncfs
-    rootfs = prepare_rootfs(lowers, cdir, volatile=record.host_config.auto_remove)
+    rootfs = prepare_rootfs(lowers, cdir, volatile=record.host_config.auto_remove, owner=owner)
     try:
+        if owner != (0, 0):
+            for name in _NETWORK_FILES:
+                os.chown(cdir / name, *owner)
         extra = mounts_for(record, rootfs) if mounts_for is not None else []
-        inp = build_spec_input(record, cdir, rootfs, netns, extra)
+        inp = build_spec_input(record, cdir, rootfs, netns, extra, userns, ids)
         _write_json_atomic(cdir / "config.json", runtime_spec.build_spec(inp))
     except BaseException:
         release_rootfs(cdir)
@@ -127,19 +128,22 @@ def shim_dir(exec_root: Path, container_id: str) -> Path:
 
 
 async def start_container(record: ContainerRecord, cdir: Path, exec_root: Path, images: Any,
-                          layers: Any, runtime: str, log_path: Path,
+                          layers: Any, runtime: str, log: LogSettings,
                           forkserver: Any = None, netns: str = "",
-                          mounts_for: MountsHook | None = None) -> Shim:
+                          mounts_for: MountsHook | None = None, userns: str = "host",
+                          ids: IdentityMapping | None = None) -> Shim:
     """Mount, write the spec, start a shim that runs ``runtime create``. Nothing is left
-    behind when any step fails."""
+    behind when any step fails. ``ids``: the daemon's ``--userns-remap`` mapping (owners of
+    the writable layer); ``userns``: the container's user namespace for the spec."""
     chain = await asyncio.to_thread(images.layer_chain, record.image_id)
     lowers = layers.lower_dirs(chain[-1]) if chain else []
-    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers, netns, mounts_for)
+    await asyncio.to_thread(_prepare_bundle, record, cdir, lowers, netns, mounts_for,
+                            userns, ids)
     try:
         return await Shim.launch(
             container_id=record.id, bundle=cdir, runtime=runtime,
             runtime_root=exec_root / "runtime", state_dir=shim_dir(exec_root, record.id),
-            log_path=log_path, tty=record.config.tty, stdin=record.config.open_stdin,
+            log=log, tty=record.config.tty, stdin=record.config.open_stdin,
             stdin_once=record.config.stdin_once, forkserver=forkserver)
     except BaseException as err:
         await asyncio.to_thread(release_rootfs, cdir)

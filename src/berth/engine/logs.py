@@ -1,13 +1,15 @@
 """Reading Docker's json-file logs (``<id>-json.log``), which the shim writes.
 
 One JSON object a line: ``{"log": "text\\n", "stream": "stdout", "time": "RFC3339Nano"}``.
-``tail``, ``since``, ``until`` and ``follow`` behave as ``docker logs`` does.
+``tail``, ``since``, ``until`` and ``follow`` behave as ``docker logs`` does, across the rotated
+files (``<id>-json.log.N`` … ``.1``, oldest first) that ``--log-opt max-size`` leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,14 +100,31 @@ def _wanted(entry: LogEntry, query: LogQuery) -> bool:
     return not (query.until and entry.epoch > query.until)
 
 
+def _rotated(path: Path) -> list[Path]:
+    """The rotated files of ``path``, oldest first."""
+    found = []
+    index = 1
+    while (candidate := path.with_name(f"{path.name}.{index}")).exists():
+        found.append(candidate)
+        index += 1
+    return found[::-1]
+
+
 def read_logs(path: Path, query: LogQuery) -> tuple[list[LogEntry], int]:
-    """The entries matching ``query`` and the file offset reached (to follow from)."""
+    """The entries matching ``query`` and the offset reached in ``path`` (to follow from)."""
+    entries: list[LogEntry] = []
+    for old in _rotated(path):
+        try:
+            raw = old.read_bytes()
+        except FileNotFoundError:  # rotated away meanwhile
+            continue
+        entries += [e for line in raw.splitlines() if (e := _decode(line)) and _wanted(e, query)]
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return [], 0
+        raw = b""
     end = raw.rfind(b"\n") + 1  # only complete lines
-    entries = [e for line in raw[:end].splitlines() if (e := _decode(line)) and _wanted(e, query)]
+    entries += [e for line in raw[:end].splitlines() if (e := _decode(line)) and _wanted(e, query)]
     if query.tail is not None:
         entries = entries[-query.tail:] if query.tail > 0 else []
     return entries, end
@@ -113,23 +132,45 @@ def read_logs(path: Path, query: LogQuery) -> tuple[list[LogEntry], int]:
 
 async def follow_logs(path: Path, offset: int, query: LogQuery,
                       running: Callable[[], bool]) -> AsyncIterator[LogEntry]:
-    """New entries after ``offset`` until the container stops and the file is drained."""
+    """New entries after ``offset`` until the container stops and the file is drained.
+
+    The file stays open between polls; when the shim rotates it (a new file under ``path``)
+    the rest of the old one is read first, and a file emptied in place is read from its start.
+    """
     pending = b""
-    while True:
-        alive = running()
-        try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        offset += len(chunk)
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            entry = _decode(line)
-            if entry and _wanted(entry, query):
-                yield entry
-        if not alive:
-            return
-        await asyncio.sleep(0.05)
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    try:
+        f.seek(offset)
+        while True:
+            alive = running()
+            chunk = f.read()
+            if not chunk:
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    current = None
+                if current is not None and current.st_ino != os.fstat(f.fileno()).st_ino:
+                    f.close()
+                    try:
+                        f = path.open("rb")  # rotated: go on in the new file
+                    except FileNotFoundError:  # removed with its container
+                        return
+                    continue
+                if os.fstat(f.fileno()).st_size < f.tell():
+                    f.seek(0)  # emptied in place (max-file=1)
+                    continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                entry = _decode(line)
+                if entry and _wanted(entry, query):
+                    yield entry
+            if not alive and not chunk:
+                return
+            if not chunk:
+                await asyncio.sleep(0.05)
+    finally:
+        f.close()

@@ -2,8 +2,9 @@
 
 The configuration is split as Docker splits it: ``ContainerConfig`` is what travels with the
 image (command, env, user...), ``HostConfig`` is how this host runs it (limits, runtime, removal).
-Both are fixed at create time. ``ContainerRecord`` adds the mutable lifecycle facts; it is frozen
-too, and a change is a new record written to the database in one transaction.
+Both are fixed at create time, except the limits and restart policy ``update`` changes.
+``ContainerRecord`` adds the mutable lifecycle facts; it is frozen too, and a change is a new
+record written to the database in one transaction.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class HostConfig:
     cpuset_cpus: str = ""
     cpuset_mems: str = ""
     pids_limit: int | None = None
+    blkio_weight: int = 0
     oom_kill_disable: bool = False
     oom_score_adj: int = 0
     runtime: str = ""
@@ -168,6 +170,7 @@ class HostConfig:
     ipc_mode: str = "private"
     pid_mode: str = ""
     uts_mode: str = ""
+    userns_mode: str = ""  # "host": no user namespace on a --userns-remap daemon
     shm_size: int = 64 * 1024 * 1024
     sysctls: dict[str, str] = field(default_factory=dict)
     ulimits: tuple[Ulimit, ...] = ()

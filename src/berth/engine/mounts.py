@@ -199,9 +199,11 @@ def _add(points: dict[str, MountPoint], mp: MountPoint, replaceable: set[str]) -
 class MountManager:
     """The container service's hooks for mounts (create, start, inspect, remove)."""
 
-    def __init__(self, table: MountTable, volumes: VolumeService) -> None:
+    def __init__(self, table: MountTable, volumes: VolumeService,
+                 owner: tuple[int, int] = (0, 0)) -> None:
         self.table = table
         self.volumes = volumes
+        self._owner = owner  # of bind sources -v creates (a --userns-remap daemon's root)
 
     def close(self) -> None:
         self.table.close()
@@ -240,7 +242,7 @@ class MountManager:
         if mp.type == "bind":
             if not os.path.exists(mp.source):
                 # -v creates a missing host directory (--mount refused it while parsing)
-                os.makedirs(mp.source, mode=0o755, exist_ok=True)
+                _makedirs_owned(Path(mp.source), self._owner)
             return mp
         if mp.type != "volume":
             return mp
@@ -315,6 +317,18 @@ class MountManager:
                     self.volumes.remove_if_unused(mp.name)
                 except BerthError as err:
                     log.warning("cannot remove volume %s: %s", mp.name, err)
+
+
+def _makedirs_owned(path: Path, owner: tuple[int, int]) -> None:
+    """``mkdir -p`` with mode 0755; what it creates belongs to ``owner`` (dockerd's rule)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o755, exist_ok=True)
+        if owner != (0, 0):
+            os.chown(d, *owner)
 
 
 def _check_bind_types(rootfs: Path, source: str, dest: str) -> None:

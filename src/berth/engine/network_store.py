@@ -77,6 +77,7 @@ class Sandbox:
     dns: bool = False  # served by the embedded DNS server
     owns_netns: bool = True  # False when joining another container's namespace
     dns_servers: tuple[str, ...] = ()  # --dns: where the embedded server forwards
+    userns: str = ""  # the pinned user namespace owning ``netns`` (a remapped container)
 
 
 @dataclass

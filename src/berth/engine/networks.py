@@ -8,6 +8,9 @@ A container's network life, driven by ``ContainerService``:
              the packet filter rewritten when the ruleset changed, the embedded DNS listening in
              the namespace (user networks). ``--network none`` under runc/crun pins nothing:
              the runtime makes the namespace and brings lo up itself;
+  A container in a user namespace (``--userns-remap``) gets its namespace from
+             ``netns.create_userns_netns``: owned by a new user namespace, pinned beside it
+             (``<id>.user``), which its runtime joins;
   exit     → ``teardown``: all of it undone; the pin is dropped in the background and the
              kernel removes the veths (a synchronous delete waits 20-30 ms on RCU);
   remove   → ``on_remove``: the recorded attachments forgotten.
@@ -66,6 +69,7 @@ from berth.network.portmap import (
     parse_host_port,
     parse_port_key,
 )
+from berth.oci.idmap import IdentityMapping
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,20 @@ def _links() -> Any:
 
 # (action, network id, attributes): Docker's "network" events
 NetworkEventSink = Callable[[str, str, dict[str, str]], object]
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    """What ``setup`` gives the runtime spec.
+
+    ``network``: "host", "" (the runtime makes one) or the path of the namespace to join.
+    ``user``: for a remapped container, the user namespace owning that network namespace:
+    its path, "" (none pinned: the runtime makes one) or "host" (it joined a container
+    without one, which then shares the host's, as in Docker).
+    """
+
+    network: str
+    user: str = ""
 
 
 @dataclass(frozen=True)
@@ -405,39 +423,45 @@ class NetworkService:
             self._store.save(self._state, durable=False)
 
     async def setup(self, record: ContainerRecord, cdir: Path,
-                    lookup: Callable[[str], ContainerRecord]) -> str:
-        """Give a starting container its network; returns the OCI network mode for the spec:
-        ``"host"``, ``""`` (a fresh namespace made by the runtime) or the path of the namespace
-        to join."""
+                    lookup: Callable[[str], ContainerRecord],
+                    ids: IdentityMapping | None = None) -> Namespaces:
+        """Give a starting container its network, the namespaces to put in its spec.
+
+        ``ids``: the container gets a user namespace with this mapping (``--userns-remap``),
+        and a namespace pinned for it belongs to that user namespace."""
         t0 = time.perf_counter()
         try:
-            return await self._setup(record, cdir, lookup)
+            return await self._setup(record, cdir, lookup, ids)
         finally:
             log.debug("net setup %s (%s): %.2f ms", record.id[:12],
                       record.host_config.network_mode or "default",
                       (time.perf_counter() - t0) * 1000)
 
     async def _setup(self, record: ContainerRecord, cdir: Path,
-                     lookup: Callable[[str], ContainerRecord]) -> str:
+                     lookup: Callable[[str], ContainerRecord],
+                     ids: IdentityMapping | None) -> Namespaces:
         mode = record.host_config.network_mode or "default"
         if mode == "host":
             await asyncio.to_thread(write_network_files, cdir, record)
-            return "host"
+            return Namespaces("host")
         if mode.startswith("container:"):
             other = lookup(mode[len("container:"):])
             peer = self._state.sandboxes.get(other.id)
             joined = peer.netns if peer is not None else ""
+            userns = peer.userns if peer is not None else ""
             if not joined and peer is not None and other.status.pid:
                 joined = f"/proc/{other.status.pid}/ns/net"  # a namespace its runtime made
+                userns = _own_userns(other.status.pid)
             if not other.is_running or peer is None or not joined:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
             self._state.sandboxes[record.id] = Sandbox(
                 container_id=record.id, name=record.name, netns=joined,
-                sandbox_id=peer.sandbox_id, owns_netns=False)
+                sandbox_id=peer.sandbox_id, owns_netns=False, userns=userns)
             self._store.save(self._state, durable=False)
             address = peer.endpoints[0].address if peer.endpoints else None
             await asyncio.to_thread(write_network_files, cdir, record, address)
-            return joined
+            # Docker's rule: sharing a network namespace means sharing its user namespace
+            return Namespaces(joined, userns or "host")
         if mode == "none" and record.runtime in _RUNTIMES_WITH_LOOPBACK:
             # nothing to configure but lo, which these runtimes bring up in the namespace they
             # make: no pinned namespace, no netlink, no unpin at exit
@@ -446,15 +470,19 @@ class NetworkService:
                 sandbox_id=secrets.token_hex(32), dns_servers=tuple(record.host_config.dns))
             self._store.save(self._state, durable=False)
             await asyncio.to_thread(write_network_files, cdir, record, None)
-            return ""
+            return Namespaces("")
         path = self._netns_dir / record.id[:24]
+        user_path = path.with_name(path.name + ".user") if ids is not None else None
         async with self._lock:
             await self._unpinned(path)
-            await asyncio.to_thread(_fresh_netns, path)
+            if user_path is not None:
+                await self._unpinned(user_path)
+            await asyncio.to_thread(_fresh_netns, path, user_path, ids)
             # saved once configured: a pin a crash leaves unlisted is swept by ``restore``
             sb = Sandbox(container_id=record.id, name=record.name, netns=str(path),
                          sandbox_id=secrets.token_hex(32),
-                         dns_servers=tuple(record.host_config.dns))
+                         dns_servers=tuple(record.host_config.dns),
+                         userns=str(user_path or ""))
             self._state.sandboxes[record.id] = sb
             try:
                 if mode == "none":
@@ -473,7 +501,7 @@ class NetworkService:
             except BaseException:
                 await self._teardown_locked(record.id)
                 raise
-        return str(path)
+        return Namespaces(str(path), sb.userns)
 
     async def _join_networks(self, sb: Sandbox, record: ContainerRecord) -> Sandbox:
         nets = self._state.attachments.get(record.id)
@@ -594,6 +622,8 @@ class NetworkService:
             await self._apply_rules()
         if sb.netns and sb.owns_netns:
             self._unpin_later(sb.netns)
+            if sb.userns:
+                self._unpin_later(sb.userns)
 
     def _unpin_later(self, path: str) -> None:
         """Unpin a namespace off the caller's path: the unmount waits on the kernel, and the
@@ -718,7 +748,7 @@ class NetworkService:
 
     def _sweep_pins(self) -> None:
         """Unpin namespaces no sandbox lists (a crash between pinning and saving)."""
-        listed = {sb.netns for sb in self._state.sandboxes.values()}
+        listed = {p for sb in self._state.sandboxes.values() for p in (sb.netns, sb.userns) if p}
         try:
             pins = list(self._netns_dir.iterdir())
         except FileNotFoundError:
@@ -754,9 +784,23 @@ class NetworkService:
         return self._state
 
 
-def _fresh_netns(path: Path) -> None:
+def _fresh_netns(path: Path, user_path: Path | None = None,
+                 ids: IdentityMapping | None = None) -> None:
     netns.delete_netns(path)  # a stale pin of an earlier run
-    netns.create_netns(path)
+    if user_path is None or ids is None:
+        netns.create_netns(path)
+        return
+    netns.delete_netns(user_path)
+    netns.create_userns_netns(path, user_path, ids)
+
+
+def _own_userns(pid: int) -> str:
+    """``/proc/<pid>/ns/user`` when that process has a user namespace of its own, else ""."""
+    theirs = f"/proc/{pid}/ns/user"
+    try:
+        return theirs if os.readlink(theirs) != os.readlink("/proc/self/ns/user") else ""
+    except OSError:
+        return ""
 
 
 def _sandbox_key(sb: Sandbox | None, record: ContainerRecord) -> str:

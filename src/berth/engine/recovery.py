@@ -59,7 +59,8 @@ def sweep_netns_pins(netns_dir: Path, keep: set[str]) -> None:
     if not netns_dir.is_dir():
         return
     for pin in netns_dir.iterdir():
-        if pin.name in keep:
+        # <id>, and <id>.user beside it for a container in a user namespace
+        if pin.name.removesuffix(".user") in keep:
             continue
         log.info("removing orphaned network namespace pin %s", pin)
         try:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from berth.engine.log_config import LogSettings
 from berth.errors import BerthError
 from berth.runtime.shim.client import AsyncShimClient, start_shim_async
 from berth.runtime.shim.forkserver import ForkServer
@@ -45,7 +46,7 @@ class Shim:
 
     @classmethod
     async def launch(cls, *, container_id: str, bundle: Path, runtime: str, runtime_root: Path,
-                     state_dir: Path, log_path: Path, tty: bool, stdin: bool,
+                     state_dir: Path, log: LogSettings, tty: bool, stdin: bool,
                      stdin_once: bool, forkserver: ForkServer | None = None) -> Shim:
         """Start a shim that runs ``runtime create``; returns once the container exists.
 
@@ -57,7 +58,9 @@ class Shim:
         runtime_root.mkdir(parents=True, exist_ok=True)
         config = ShimConfig(
             container_id=container_id, bundle=str(bundle),
-            socket_path=str(state_dir / "shim.sock"), log_path=str(log_path),
+            socket_path=str(state_dir / "shim.sock"),
+            log_path=str(log.path) if log.path is not None else "",
+            log_max_size=log.max_size, log_max_files=log.max_files,
             pid_file=str(state_dir / "shim.pid"), runtime=runtime,
             runtime_root=str(runtime_root / Path(runtime).name), tty=tty, open_stdin=stdin,
             stdin_once=stdin_once, debug_log=str(state_dir / "shim.log"))

@@ -1,7 +1,8 @@
 """The one composition root: builds every engine service from a ``DaemonConfig``.
 
 Nothing else constructs stores or services for the daemon; tests build smaller graphs the same
-way, from the same constructors. On-disk layout under the data root (see ARCHITECTURE.md)::
+way, from the same constructors. On-disk layout under the data root (see ARCHITECTURE.md;
+with ``--userns-remap`` all of it moves to ``<data-root>/<uid>.<gid>/``, as in dockerd)::
 
     engine-id           this daemon's ID (/info "ID"), created once
     berth.db            SQLite metadata (image refs here; containers etc. share the file)
@@ -31,6 +32,7 @@ from berth.engine.mounts import MountManager, MountTable
 from berth.engine.networks import NetworkService
 from berth.engine.registries import Registries, build_registries
 from berth.engine.shim import start_forkserver
+from berth.engine.userns import RemappedRoot
 from berth.engine.volumes import VolumeService
 from berth.errors import Internal
 from berth.image.store import ImageStore
@@ -48,6 +50,7 @@ class Engine:
     config: DaemonConfig
     id: str
     images: ImageStore
+    root: Path  # where the state is: the data root, or its <uid>.<gid>/ when remapped
     # Filled in as the services land (containers, volumes, networks): None = not wired yet.
     containers: ContainerService | None = None
     events: EventBus | None = None
@@ -71,14 +74,18 @@ class Engine:
         self.images.close()
 
 
-def build_engine(config: DaemonConfig) -> Engine:
-    """Create the data root's layout if needed and build every service over it."""
-    root = config.data_root
+def build_engine(config: DaemonConfig, remap: RemappedRoot | None = None) -> Engine:
+    """Create the data root's layout if needed and build every service over it.
+
+    ``remap``: the resolved ``--userns-remap`` (``userns.setup_daemon_root`` has made its
+    directory); layers, volumes and container files then belong to the remapped root."""
+    root = config.data_root / remap.directory_name if remap is not None else config.data_root
     root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)
+    ids = remap.mapping if remap is not None else None
+    owner = ids.root_pair() if ids is not None else (0, 0)
     content = LocalContentStore(root / "content")
     content.clean_ingest()
-    layers = LayerStore(root / "layers")
+    layers = LayerStore(root / "layers", ids=ids)
     users: list[ContainerService] = []  # bound below: rmi must see the containers on an image
     images = ImageStore(content, layers, root / "berth.db", docker_version=ENGINE_VERSION,
                         image_users=lambda image_id: [
@@ -91,27 +98,30 @@ def build_engine(config: DaemonConfig) -> Engine:
         root, config.exec_root,
         on_event=lambda action, net_id, attrs: events.publish("network", action, net_id, attrs))
     mount_table = MountTable(root / "berth.db")
-    volumes = VolumeService(VolumeStore(root / "berth.db"), LocalDriver(root / "volumes"),
+    volumes = VolumeService(VolumeStore(root / "berth.db"),
+                            LocalDriver(root / "volumes", owner=owner),
                             mount_table,
                             on_event=lambda action, name, attrs: events.publish(
                                 "volume", action, name, attrs))
-    mounts = MountManager(mount_table, volumes)
+    mounts = MountManager(mount_table, volumes, owner=owner)
     containers = ContainerService(
         root, config.exec_root, ContainerDB(root / "berth.db"), images, layers,
         runtimes={name: resolve_runtime(entry.path) for name, entry in config.runtimes.items()},
         default_runtime=config.default_runtime, on_event=container_events,
         forkserver=start_forkserver(str(config.exec_root)),  # before asyncio and threads
-        networks=networks, mounts=mounts)
+        networks=networks, mounts=mounts, remap=remap)
     container_events.bind(containers.get)
     users.append(containers)
     execs = ExecService(containers, on_event=container_events)
     container_events.on_action(
         lambda action, cid: execs.forget_container(cid) if action == "destroy" else None)
-    return Engine(config=config, id=load_engine_id(root), images=images, containers=containers,
+    return Engine(config=config, id=load_engine_id(root), images=images, root=root,
+                  containers=containers,
                   events=events, execs=execs,
                   registries=build_registries(config, images, content, layers), networks=networks,
                   builds=BuildService(images, containers, layers, root),
-                  volumes=volumes, archives=ArchiveService(containers, mounts, images, layers))
+                  volumes=volumes, archives=ArchiveService(containers, mounts, images, layers,
+                                                            on_event=container_events))
 
 
 def resolve_runtime(path: str) -> str:

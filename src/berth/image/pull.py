@@ -257,6 +257,9 @@ class RegistryPuller:
                         digest: str | None = None) -> RemoteManifest:
         reference = digest or target.ref.tag or target.ref.digest or DEFAULT_TAG
         try:
+            if digest is None and target.ref.digest is None:
+                # as dockerd 20.10: HEAD the tag, then GET what it names by digest
+                reference = repo.resolve_tag(reference) or reference
             return repo.get_manifest(reference)
         except NotFound as err:
             if err.message.startswith("name unknown"):

@@ -60,7 +60,7 @@ class ImageSource(Protocol):
     def manifest_bytes(self, image_id: str) -> bytes: ...
     def config_bytes(self, image_id: str) -> bytes: ...
     def add_digest_ref(self, name: str, manifest_digest: str, image_id: str) -> None: ...
-    def pushed_blobs(self, diff_id: str, registry: str) -> builtins.list[PushedBlob]: ...
+    def pushed_blobs(self, diff_id: str) -> builtins.list[PushedBlob]: ...
     def record_pushed_blob(self, blob: PushedBlob) -> None: ...
 
 
@@ -104,12 +104,15 @@ class RegistryPusher:
                 self._push_one(repo, ref, record, sources, sink, gzip_pool)
 
     def _pushed_elsewhere(self, repo: Reference, records: Sequence[ImageRecord]) -> set[str]:
-        """Repositories of this registry that got these images' layers compressed (to mount)."""
+        """The repositories of this registry the layers would be mounted from (their scopes)."""
         out: set[str] = set()
         for record in records:
             for diff_id in record.diff_ids:
-                out.update(b.repo for b in self._images.pushed_blobs(diff_id, repo.domain)
-                           if b.repo != repo.path)
+                ranked = rank_pushed(self._images.pushed_blobs(diff_id), repo.domain, repo.path)
+                source = next((b for b in ranked if b.registry == repo.domain
+                               and b.repo != repo.path), None)
+                if source is not None:
+                    out.add(source.repo)
         return out
 
     def _targets(self, repo: Reference, tag: str | None) -> list[tuple[Reference, ImageRecord]]:
@@ -204,21 +207,24 @@ class RegistryPusher:
                                                        digest, size, media_type))
             return Descriptor(media_type, digest, size)
 
-        known = self._images.pushed_blobs(diff_id, repo.domain)
+        known = [b for b in rank_pushed(self._images.pushed_blobs(diff_id), repo.domain,
+                                        repo.path) if b.media_type == media_type]
+        # as dockerd: the likeliest blob it became is looked for here (it may have got there
+        # from anywhere), then mounted from the likeliest other repository of this registry
+        if known and repo.has_blob(known[0].digest):
+            say("Layer already exists")
+            if (known[0].registry, known[0].repo) != (repo.domain, repo.path):
+                return remember(known[0].digest, known[0].size)
+            return Descriptor(media_type, known[0].digest, known[0].size)
         location: str | None = None
-        for row in sorted(known, key=lambda b: b.repo != repo.path):  # this repository first
-            if row.media_type != media_type:
-                continue
-            if row.repo == repo.path:
-                if repo.has_blob(row.digest):
-                    say("Layer already exists")
-                    return Descriptor(media_type, row.digest, row.size)
-                continue
-            location = repo.mount_blob(row.digest, row.repo)
+        source = next((b for b in known if b.registry == repo.domain and b.repo != repo.path),
+                      None)
+        if source is not None:
+            location = repo.mount_blob(source.digest, source.repo)
             if location is None:
-                say(f"Mounted from {row.repo}")
-                return remember(row.digest, row.size)
-            break  # the failed mount opened an upload session: use it
+                say(f"Mounted from {source.repo}")
+                return remember(source.digest, source.size)
+            # the failed mount opened an upload session: it is used below
         if not self._content.has(blob.desc.digest):
             raise NotFound(f"blob {blob.desc.digest} of the image is missing from the "
                            "content store")
@@ -290,6 +296,24 @@ class _Progress:
                              "progressDetail": {"current": done, "total": self._total},
                              "progress": progress_bar(done, self._total), "id": self._ident})
         return data
+
+
+def rank_pushed(blobs: Sequence[PushedBlob], registry: str, path: str) -> list[PushedBlob]:
+    """dockerd's order of what a layer became: this registry's first, among them the
+    repositories sharing most leading path components with ``path``, then the newest (``blobs``
+    come newest first)."""
+    parts = path.split("/")
+
+    def shared(repo: str) -> int:
+        n = 0
+        for a, b in zip(repo.split("/"), parts, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    return sorted(blobs, key=lambda b: (b.registry != registry,
+                                        -shared(b.repo) if b.registry == registry else 0))
 
 
 def _written_here(raw: bytes, manifest: Manifest) -> bool:

@@ -26,6 +26,7 @@ Schema::
       digest     TEXT NOT NULL     -- the compressed blob the registry got
       size       INTEGER NOT NULL
       media_type TEXT NOT NULL
+      added      REAL NOT NULL     -- when (unix time): the newest is tried first
       PRIMARY KEY (diff_id, registry, repo)
 
 Every change is one transaction; a reference never names an image that is not recorded.
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS pushed_blobs (
     digest TEXT NOT NULL,
     size INTEGER NOT NULL,
     media_type TEXT NOT NULL,
+    added REAL NOT NULL,
     PRIMARY KEY (diff_id, registry, repo)
 );
 """
@@ -142,11 +144,12 @@ class ImageDB(SqliteDatabase):
         )
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
-    def pushed_blobs(self, diff_id: str, registry: str) -> list[PushedBlob]:
+    def pushed_blobs(self, diff_id: str) -> list[PushedBlob]:
+        """Where the layer went compressed, on any registry; the newest first."""
         rows = self.query(
             "SELECT diff_id, registry, repo, digest, size, media_type FROM pushed_blobs"
-            " WHERE diff_id = ? AND registry = ? ORDER BY repo",
-            (diff_id, registry),
+            " WHERE diff_id = ? ORDER BY added DESC, registry, repo",
+            (diff_id,),
         )
         return [
             PushedBlob(DiffID(str(a)), str(b), str(c), Digest(str(d)), int(e), str(f))
@@ -191,9 +194,10 @@ def set_ref(conn: sqlite3.Connection, ref: RefRow) -> str | None:
 
 def record_pushed_blob(conn: sqlite3.Connection, blob: PushedBlob) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO pushed_blobs (diff_id, registry, repo, digest, size, media_type)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (blob.diff_id, blob.registry, blob.repo, blob.digest, blob.size, blob.media_type),
+        "INSERT OR REPLACE INTO pushed_blobs"
+        " (diff_id, registry, repo, digest, size, media_type, added) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (blob.diff_id, blob.registry, blob.repo, blob.digest, blob.size, blob.media_type,
+         time.time()),
     )
 
 

@@ -275,9 +275,9 @@ class ImageStore(Lookup):
 
     # -- what pushes compressed ----------------------------------------------------------------
 
-    def pushed_blobs(self, diff_id: str, registry: str) -> list[refs.PushedBlob]:
-        """The compressed blobs this layer became when pushed to repositories of ``registry``."""
-        return self._db.pushed_blobs(diff_id, registry)
+    def pushed_blobs(self, diff_id: str) -> list[refs.PushedBlob]:
+        """The compressed blobs this layer became when pushed, anywhere; the newest first."""
+        return self._db.pushed_blobs(diff_id)
 
     def record_pushed_blob(self, blob: refs.PushedBlob) -> None:
         with self._db.transaction() as conn:

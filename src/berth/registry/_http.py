@@ -2,15 +2,22 @@
 
 Connection-level failures become ``Unavailable`` with Go's wording (``Get "URL": dial tcp
 HOST: connect: connection refused``), so a user sees what ``docker pull`` would print.
+
+Proxies come from berthd's environment as dockerd takes them (``HTTPS_PROXY``, ``HTTP_PROXY``,
+``NO_PROXY``, any case): HTTPS goes through a CONNECT tunnel, plain HTTP asks the proxy with
+the absolute URL, and ``localhost`` and loopback addresses are never proxied (Go's rule).
 """
 
 from __future__ import annotations
 
 import errno
 import http.client
+import ipaddress
 import json
 import socket
 import ssl
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -101,30 +108,64 @@ def _go_error(err: BaseException, host: str) -> str:
     return str(err) or type(err).__name__
 
 
+def proxy_for(endpoint: Endpoint) -> tuple[str, int] | None:
+    """The (host, port) of the proxy ``endpoint`` is reached through, if any."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(endpoint.scheme)
+    if not url:
+        return None
+    host = urllib.parse.urlsplit(f"//{endpoint.host}").hostname or ""
+    if host == "localhost" or _is_loopback(host) or \
+            urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]
+                endpoint.host, proxies):
+        return None
+    parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    return parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str],
             body: bytes | BinaryIO | None, connect_timeout: float,
             read_timeout: float) -> Response:
     conn: http.client.HTTPConnection
+    proxy = proxy_for(endpoint)
+    path = target
+    host, port = proxy if proxy is not None else (endpoint.host, None)
     if endpoint.scheme == "https":
-        conn = http.client.HTTPSConnection(endpoint.host, timeout=connect_timeout,
+        conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout,
                                            context=endpoint.tls, blocksize=_SEND_BLOCK)
+        if proxy is not None:
+            conn.set_tunnel(endpoint.host)
     else:
-        conn = http.client.HTTPConnection(endpoint.host, timeout=connect_timeout,
+        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout,
                                           blocksize=_SEND_BLOCK)
+        if proxy is not None:
+            path = endpoint.url(target)
     sent = {"User-Agent": "berth", **headers}
     if body is None and method in ("POST", "PUT", "PATCH"):
         sent.setdefault("Content-Length", "0")
+    connected = False
     try:
         conn.connect()
+        connected = True
         if conn.sock is not None:
             conn.sock.settimeout(read_timeout)
-        conn.request(method, target, body=body, headers=sent)
+        conn.request(method, path, body=body, headers=sent)
         sock = conn.sock  # getresponse forgets it when the server will close the connection
         resp = conn.getresponse()
     except (OSError, http.client.HTTPException) as err:
         conn.close()
-        raise Unavailable(f'{method.title()} "{endpoint.url(target)}": '
-                          f"{_go_error(err, conn.host + ':' + str(conn.port))}") from err
+        where = f"{conn.host}:{conn.port}"
+        text = _go_error(err, where)
+        if proxy is not None and not connected:
+            text = f"proxyconnect tcp: {text}"
+        raise Unavailable(f'{method.title()} "{endpoint.url(target)}": {text}') from err
     return Response(conn, resp, sock)
 
 

@@ -38,7 +38,7 @@ from berth.errors import (
     Unauthorized,
     Unavailable,
 )
-from berth.oci.digest import Digest
+from berth.oci.digest import Digest, parse_digest
 from berth.registry import _http
 from berth.registry._http import Endpoint, Response, error_text
 from berth.registry.auth import (
@@ -259,7 +259,7 @@ class RegistryClient:
         parts = urllib.parse.urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise Unauthorized(f"invalid token realm {realm!r} in the registry's challenge")
-        query: list[tuple[str, str]] = []
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         if service:
             query.append(("service", service))
         query += [("scope", s) for s in wanted]
@@ -269,9 +269,9 @@ class RegistryClient:
             headers["Authorization"] = basic_header(auth)
         if offline:
             query += [("client_id", "docker"), ("offline_token", "true")]
-        target = (parts.path or "/") + "?" + "&".join(
-            ([parts.query] if parts.query else [])
-            + [f"{k}={urllib.parse.quote(v, safe=':/,')}" for k, v in query])
+        # encoded as Go's url.Values: keys sorted, each key's values in the order added
+        target = (parts.path or "/") + "?" + urllib.parse.urlencode(
+            sorted(query, key=lambda pair: pair[0]))
         endpoint = Endpoint(parts.scheme, parts.netloc,
                             self._tls_context(parts.netloc, verify=True)
                             if parts.scheme == "https" else None)
@@ -378,6 +378,20 @@ class Repository:
         raise Unavailable(f'{method.title()} "{url}": {text}')
 
     # -- manifests -----------------------------------------------------------------------------
+
+    def resolve_tag(self, tag: str) -> Digest | None:
+        """The sha256 digest ``tag`` points at, from a HEAD request; None when the registry does
+        not answer it with a ``Docker-Content-Digest`` (then GET the tag instead, as dockerd)."""
+        target = f"{self.base}/manifests/{tag}"
+        resp = self._request("HEAD", target, {"Accept": MANIFEST_ACCEPT})
+        resp.read_all()
+        digest = resp.header("Docker-Content-Digest").strip()
+        if not 200 <= resp.status < 400 or not digest.startswith("sha256:"):
+            return None
+        try:
+            return parse_digest(digest)
+        except InvalidArgument:
+            return None
 
     def get_manifest(self, reference: str) -> RemoteManifest:
         target = f"{self.base}/manifests/{reference}"

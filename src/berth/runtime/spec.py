@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from berth.errors import InvalidArgument
+from berth.oci.idmap import IdentityMapping
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -170,6 +171,7 @@ class Resources:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_limit: int | None = None
+    blkio_weight: int | None = None
 
 
 # Docker's default device cgroup rules: deny all, then allow the standard character devices.
@@ -194,6 +196,8 @@ class SpecInput:
     caller). ``ipc_mode`` is "private", "shareable" (the caller passes a bind mount at
     /dev/shm), "none", "host" or a path; ``pid_mode``/``uts_mode`` are "private", "host" or a
     path; ``cgroupns_mode`` is "host" (Docker's default on cgroup v1) or "private".
+    ``userns_mode`` is "host" (no user namespace), "private" (a new one, mapped by
+    ``id_mapping``) or the path of one to join (mapped the same way, as Docker writes it).
     """
 
     root_path: str
@@ -212,6 +216,8 @@ class SpecInput:
     pid_mode: str = "private"
     uts_mode: str = "private"
     cgroupns_mode: str = "host"
+    userns_mode: str = "host"
+    id_mapping: IdentityMapping = field(default_factory=IdentityMapping)
     resources: Resources = field(default_factory=Resources)
     cgroups_path: str = ""
     cap_add: tuple[str, ...] = ()
@@ -310,6 +316,9 @@ def tmpfs_mount(destination: str, options: tuple[str, ...] = ()) -> MountSpec:
 
 def _default_mounts(inp: SpecInput) -> list[MountSpec]:
     writable_sys = inp.privileged
+    # Docker clears "ro" on the cgroup mount in a user namespace too (a remount there is
+    # refused by the kernel); the groups stay the host's root's, so they are not writable.
+    writable_cgroup = inp.privileged or inp.userns_mode != "host"
     mounts = [
         MountSpec("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
         MountSpec("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
@@ -329,7 +338,7 @@ def _default_mounts(inp: SpecInput) -> list[MountSpec]:
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            (() if writable_sys else ("ro",)) + ("nosuid", "noexec", "nodev"),
+            (() if writable_cgroup else ("ro",)) + ("nosuid", "noexec", "nodev"),
         ),
         MountSpec("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
     ]
@@ -397,6 +406,10 @@ def _namespaces(inp: SpecInput) -> list[dict[str, str]]:
         "/"
     ):
         raise InvalidArgument(f"invalid IPC mode: {inp.ipc_mode!r}")
+    if inp.userns_mode not in _NAMESPACE_MODES and not inp.userns_mode.startswith("/"):
+        raise InvalidArgument(f"invalid user namespace mode: {inp.userns_mode!r}")
+    if inp.userns_mode != "host" and inp.id_mapping.empty:
+        raise InvalidArgument("a user namespace needs an ID mapping")
     net_mode = "private" if inp.network_mode in ("new", "none") else inp.network_mode
     ipc_mode = "private" if inp.ipc_mode in ("private", "shareable", "none") else inp.ipc_mode
     entries = [
@@ -408,6 +421,7 @@ def _namespaces(inp: SpecInput) -> list[dict[str, str]]:
     ]
     if inp.cgroupns_mode == "private":
         entries.append({"type": "cgroup"})
+    entries.append(_namespace("user", inp.userns_mode))
     return [e for e in entries if e is not None]
 
 
@@ -460,6 +474,8 @@ def _resources(inp: SpecInput) -> dict[str, Any]:
         out["cpu"] = cpu
     if res.pids_limit is not None:
         out["pids"] = {"limit": res.pids_limit}
+    if res.blkio_weight is not None:
+        out["blockIO"] = {"weight": res.blkio_weight}
     return out
 
 
@@ -520,8 +536,10 @@ def build_process(inp: SpecInput) -> dict[str, Any]:
 def _sysctls(inp: SpecInput) -> dict[str, str]:
     out: dict[str, str] = {}
     if inp.network_mode != "host":  # a path: the namespace berthd made for the container
-        # Docker's defaults for a container with its own network namespace.
-        out["net.ipv4.ping_group_range"] = "0 2147483647"
+        # Docker's defaults for a container with its own network namespace; not the ping
+        # range in a user namespace, where most of those group IDs are not mapped (EINVAL).
+        if inp.userns_mode == "host":
+            out["net.ipv4.ping_group_range"] = "0 2147483647"
         out["net.ipv4.ip_unprivileged_port_start"] = "0"
     out.update(inp.sysctls)
     return out
@@ -535,6 +553,8 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
     if inp.cgroups_path:
         linux["cgroupsPath"] = inp.cgroups_path
     linux["namespaces"] = _namespaces(inp)
+    if inp.userns_mode != "host":
+        linux.update(inp.id_mapping.to_spec())
     if inp.devices:
         linux["devices"] = [
             {

@@ -10,6 +10,10 @@ the layer root, ``..`` that climbs out is refused), every parent component is re
 ``dest`` (a relative symlink that stays inside is followed, an absolute one or one that climbs
 out is refused), the final component is never followed, and hard links may only point at
 entries inside ``dest``. Nothing is ever written outside ``dest``.
+
+With an ``IdentityMapping`` (``--userns-remap``) owners are shifted on the way in (container
+IDs in the tar → host IDs on disk) and back on the way out, so a remapped daemon's layers belong
+to its containers' root while every tar it reads or writes stays portable.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import BinaryIO, cast
 
 from berth.content import writeback
 from berth.errors import Internal, InvalidArgument, UnsafeArchive
+from berth.oci.idmap import IdentityMapping
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +65,18 @@ def _q(text: str) -> str:
 # apply
 
 
-def apply_tar(tar_stream: BinaryIO, dest: Path) -> None:
+def apply_tar(tar_stream: BinaryIO, dest: Path, ids: IdentityMapping | None = None) -> None:
     """Apply an uncompressed layer tar onto ``dest``, the layer's own diff directory.
+
+    With ``ids`` every owner is shifted to the host (an ID outside the mapping fails, as in
+    dockerd); directories the tar does not list are made owned by the mapped root.
 
     Raises UnsafeArchive for hostile or malformed entries (``dest`` may then hold a partial
     tree: the caller unpacks into a temporary directory and discards it).
     """
     if not os.path.isdir(dest):
         raise InvalidArgument(f"cannot apply a layer to {_q(str(dest))}: not a directory")
-    applier = _Applier(Path(os.path.realpath(dest)))
+    applier = _Applier(Path(os.path.realpath(dest)), ids or IdentityMapping())
     source = _TarInput(tar_stream)
     name = ""
     try:
@@ -147,8 +155,9 @@ class _TarInput:
 class _Applier:
     """Applies tar members one at a time; directory mtimes are set at the end."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, ids: IdentityMapping) -> None:
         self.dest = dest
+        self._ids = ids
         self._dir_times: list[tuple[str, int]] = []
 
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -229,7 +238,7 @@ class _Applier:
             # an entry added by this same layer wins: whiteouts only hide lower layers
             return
         os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
-        os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        os.chown(path, *self._ids.to_host(member.uid, member.gid), follow_symlinks=False)
         os.utime(path, ns=_times(member), follow_symlinks=False)
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
@@ -296,6 +305,8 @@ class _Applier:
                     raise
                 os.mkdir(path)
                 os.chmod(path, 0o755)  # not left to the umask
+                if not self._ids.empty:
+                    os.chown(path, *self._ids.root_pair())
                 done.append(comp)
                 continue
             if stat.S_ISLNK(st.st_mode):
@@ -335,7 +346,7 @@ class _Applier:
     def _set_meta(self, target: str | int, member: tarfile.TarInfo) -> None:
         """Owner, then mode (chown clears set-id bits), then xattrs (chown clears capabilities)."""
         follow = isinstance(target, int)
-        os.chown(target, member.uid, member.gid, follow_symlinks=follow)
+        os.chown(target, *self._ids.to_host(member.uid, member.gid), follow_symlinks=follow)
         if not member.issym():
             os.chmod(target, stat.S_IMODE(member.mode), follow_symlinks=follow)
         for name, value in _pax_xattrs(member):
@@ -426,26 +437,28 @@ def _pax_xattrs(member: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
 # write
 
 
-def write_diff(upper: Path, out: BinaryIO) -> None:
+def write_diff(upper: Path, out: BinaryIO, ids: IdentityMapping | None = None) -> None:
     """Write an overlay upper directory as an OCI layer tar.
 
     Whiteout devices become ``.wh.NAME`` files, opaque directories get a ``.wh..wh..opq`` entry.
     Entries are sorted; owners are numeric, mtimes truncated to seconds and no atime/ctime is
-    recorded, so identical content gives identical bytes.
+    recorded, so identical content gives identical bytes. With ``ids`` owners are mapped back
+    to container IDs (whiteouts excepted: the kernel made them as the mounter, dockerd keeps
+    them as they are), so the layer is the same as a non-remapped daemon would write.
     """
-    _write_tree(Path(upper), out, overlay=True)
+    _write_tree(Path(upper), out, overlay=True, ids=ids or IdentityMapping())
 
 
-def tar_directory(root: Path, out: BinaryIO) -> None:
+def tar_directory(root: Path, out: BinaryIO, ids: IdentityMapping | None = None) -> None:
     """Write a whole directory tree as a tar, with the same determinism as ``write_diff``."""
-    _write_tree(Path(root), out, overlay=False)
+    _write_tree(Path(root), out, overlay=False, ids=ids or IdentityMapping())
 
 
-def _write_tree(root: Path, out: BinaryIO, *, overlay: bool) -> None:
+def _write_tree(root: Path, out: BinaryIO, *, overlay: bool, ids: IdentityMapping) -> None:
     seen: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path, rel, st in _walk(str(root), overlay=overlay):
-            _add_entry(tar, path, rel, st, seen, overlay=overlay)
+            _add_entry(tar, path, rel, st, seen, overlay=overlay, ids=ids)
 
 
 def _walk(root: str, *, overlay: bool) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -480,6 +493,7 @@ def _add_entry(
     seen: dict[tuple[int, int], str],
     *,
     overlay: bool,
+    ids: IdentityMapping,
 ) -> None:
     mode = st.st_mode
     info = _header(rel, st)
@@ -490,6 +504,7 @@ def _add_entry(
         info.mode = 0o600
         tar.addfile(info)
         return
+    info.uid, info.gid = ids.to_container(st.st_uid, st.st_gid)
     if not stat.S_ISDIR(mode) and st.st_nlink > 1:
         key = (st.st_dev, st.st_ino)
         first = seen.get(key)
@@ -511,6 +526,7 @@ def _add_entry(
         if overlay and _is_opaque(path):
             marker = _header(posixpath.join(rel, OPAQUE_MARKER), st)
             marker.mode = stat.S_IMODE(mode)
+            marker.uid, marker.gid = info.uid, info.gid
             tar.addfile(marker)
     elif stat.S_ISLNK(mode):
         info.type = tarfile.SYMTYPE

@@ -11,6 +11,9 @@ A layer directory appears by one rename of a complete temp directory, so a reade
 half-unpacked layer. An unpack (``prepare``) needs nothing of the layers below it, so a pull
 unpacks layers as they arrive and publishes them (``commit``) bottom first. Two applies of the
 same chain ID may race: both unpack, the first rename wins and the loser discards its copy.
+
+A store with an ``IdentityMapping`` (a ``--userns-remap`` daemon's) unpacks every owner shifted
+to the host; chain IDs stay those of the tars, so image IDs do not change.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import BinaryIO, cast
 
 from berth.errors import DigestMismatch, Internal, InvalidArgument, NotFound, UnsafeArchive
 from berth.oci.digest import ChainID, DiffID, digest_hex, parse_digest, sha256_digest
+from berth.oci.idmap import IdentityMapping
 from berth.snapshot.archive import apply_tar
 
 log = logging.getLogger(__name__)
@@ -61,11 +65,13 @@ class LayerInfo:
 class LayerStore:
     """Unpacks each layer once per chain ID under ``root`` and answers where it lives."""
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, durable: bool = True,
+                 ids: IdentityMapping | None = None) -> None:
         # durable: syncfs before the rename that publishes a layer, so a crash never leaves a
         # published layer with lost content. Tests on scratch directories may turn it off.
         self.root = Path(os.path.abspath(root))
         self._durable = durable
+        self.ids = ids or IdentityMapping()
         self.root.mkdir(parents=True, exist_ok=True)
         self._sweep_stale()
 
@@ -128,9 +134,10 @@ class LayerStore:
             diff = tmp / "diff"
             diff.mkdir()
             os.chmod(diff, 0o755)  # a layer root without its own entry reads as 0755
+            os.chown(diff, *self.ids.root_pair())
             reader = _HashingReader(tar_stream)
             try:
-                apply_tar(cast(BinaryIO, reader), diff)
+                apply_tar(cast(BinaryIO, reader), diff, self.ids)
             except UnsafeArchive:
                 # a tar that is corrupt because it is not the blob we were promised: say so
                 reader.drain()

@@ -64,10 +64,12 @@ def overlay_mounts(
     return [Mount("overlay", "overlay", Path(target), tuple(options))]
 
 
-def prepare_rootfs(lowers: list[Path], container_dir: Path, *, volatile: bool = False) -> Path:
+def prepare_rootfs(lowers: list[Path], container_dir: Path, *, volatile: bool = False,
+                   owner: tuple[int, int] = (0, 0)) -> Path:
     """Create ``upper/ work/ rootfs/`` under ``container_dir`` and mount the overlay on rootfs.
 
-    Returns the rootfs path. A rootfs that is already mounted is returned as is.
+    Returns the rootfs path. A rootfs that is already mounted is returned as is. ``owner``
+    owns ``upper`` and ``work``: the container's root, whose "/" it is (remapped or not).
     """
     container_dir = Path(container_dir)
     upper, work, rootfs = (container_dir / n for n in ("upper", "work", "rootfs"))
@@ -76,6 +78,8 @@ def prepare_rootfs(lowers: list[Path], container_dir: Path, *, volatile: bool = 
             d.mkdir(parents=True)
             # upper's own mode is the container's "/" mode: never the daemon's umask
             os.chmod(d, 0o755)
+            if d is not rootfs and owner != (0, 0):
+                os.chown(d, *owner)
     if is_mounted(rootfs):
         return rootfs
     _clear_volatile_marker(container_dir, work)

@@ -38,8 +38,10 @@ def validate_options(name: str, opts: Mapping[str, str]) -> None:
 
 
 class LocalDriver:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: tuple[int, int] = (0, 0)) -> None:
+        """``owner``: of each volume's ``_data`` (a ``--userns-remap`` daemon's root)."""
         self.root = root
+        self._owner = owner
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o701)
 
@@ -52,6 +54,8 @@ class LocalDriver:
         data.parent.mkdir(mode=0o701, exist_ok=True)
         data.mkdir(mode=0o755, exist_ok=True)
         os.chmod(data, 0o755)  # never the daemon's umask
+        if self._owner != (0, 0):
+            os.chown(data, *self._owner)
         return data
 
     def mount(self, name: str, opts: Mapping[str, str]) -> Path:

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from tests.conftest import _tool
@@ -120,3 +121,42 @@ def test_logs_of_missing_container(daemon):
     proc = daemon.cli("logs", "no-such-ctr")
     assert proc.returncode == 1
     assert proc.stderr == b"Error response from daemon: No such container: no-such-ctr\n"
+
+
+def test_max_size_rotates_and_logs_reads_what_is_kept(daemon):
+    # docker's json-file driver: --log-opt max-size/max-file keep at most max-file files
+    daemon.out("run", "--name", "logsrot", "--log-opt", "max-size=1k", "--log-opt", "max-file=3",
+               "busybox", "sh", "-c", "for i in $(seq 1 200); do echo line-$i; done")
+    try:
+        log_path = daemon.out("inspect", "-f", "{{.LogPath}}", "logsrot").strip()
+        names = sorted(p.name for p in Path(log_path).parent.glob("*-json.log*"))
+        assert [n.rsplit("json.log", 1)[1] for n in names] == ["", ".1", ".2"]
+        lines = daemon.out("logs", "logsrot").splitlines()
+        assert 20 < len(lines) < 200 and lines[-1] == "line-200"
+        assert lines == [f"line-{i}" for i in range(201 - len(lines), 201)]
+    finally:
+        daemon.cli("rm", "-f", "logsrot")
+
+
+def test_follow_goes_on_across_a_rotation(daemon):
+    daemon.out("run", "-d", "--name", "logsrotf", "--log-opt", "max-size=300",
+               "--log-opt", "max-file=2", "busybox", "sh", "-c",
+               "for i in $(seq 1 40); do echo line-$i; sleep 0.05; done")
+    try:
+        proc = daemon.cli("logs", "-f", "logsrotf", timeout=30)
+        lines = proc.stdout.decode().splitlines()
+        assert lines[-1] == "line-40"
+        assert lines == [f"line-{i}" for i in range(41 - len(lines), 41)]  # no gap, no repeat
+    finally:
+        daemon.cli("rm", "-f", "logsrotf")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--log-driver", "bogus"), b'error looking up logging plugin bogus: plugin "bogus" not found'),
+    (("--log-opt", "foo=bar"), b"unknown log opt 'foo' for json-file log driver"),
+    (("--log-opt", "max-size=abc"), b"failed to initialize logging driver: invalid size: 'abc'"),
+])
+def test_log_options_are_checked_as_dockerd_does(daemon, args, message):
+    proc = daemon.cli("run", "--rm", *args, "busybox", "true")
+    assert proc.returncode == 125
+    assert message in proc.stderr

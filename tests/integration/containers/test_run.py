@@ -16,16 +16,49 @@ def test_run_echo_prints_and_exits_zero(daemon):
     assert proc.returncode == 0
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (["sh", "-c", "exit 3"], 3),
-    (["nosuchcmd"], 127),
-    (["/no/such/path"], 127),
-    (["/etc/passwd"], 126),
-    (["/etc"], 126),
-])
-def test_run_exit_codes_follow_docker(daemon, args, code):
-    proc = daemon.cli("run", "--rm", "busybox", *args)
-    assert proc.returncode == code, proc.stderr
+# Case 025: `docker run` exits with the container's code, 126 when the command cannot be
+# invoked, 127 when it is not found, 125 when the engine itself failed; the error goes to stderr
+# as "<cli>: Error response from daemon: ..." and ends pointing at `run --help`.
+CASE_025 = [
+    (["busybox:latest", "sh", "-c", "exit 3"], 3, ""),
+    (["busybox:latest", "/etc/passwd"], 126,
+     'unable to start container process: exec: "/etc/passwd": permission denied'),
+    (["busybox:latest", "/etc"], 126,
+     'unable to start container process: exec: "/etc": permission denied'),
+    (["busybox:latest", "nosuchcmd"], 127,
+     'unable to start container process: exec: "nosuchcmd": executable file not found in $PATH'),
+    (["busybox:latest", "/no/such/path"], 127,
+     'exec: "/no/such/path": stat /no/such/path: no such file or directory'),
+    (["--bogus-flag", "busybox:latest", "true"], 125, "unknown flag: --bogus-flag"),
+    (["--user", "nosuchuser", "busybox:latest", "true"], 125,
+     "Error response from daemon: unable to find user nosuchuser: no matching entries in "
+     "passwd file"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CASE_025,
+                         ids=["exit-3", "plain-file", "directory", "not-on-path", "bad-path",
+                              "bogus-flag", "unknown-user"])
+def test_case_025_run_exit_codes(daemon, args, code, message):
+    proc = daemon.cli("run", "--rm", *args)
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert message in err
+    if code >= 125:
+        assert "run --help" in err.splitlines()[-1]
+    if code in (126, 127):
+        assert err.startswith("berth: Error response from daemon: ")
+
+
+def test_case_025_unknown_image_without_registry_is_125(daemon):
+    from tests.support.registry import free_port
+
+    # a registry on loopback that does not answer: nothing leaves the machine
+    ref = f"127.0.0.1:{free_port()}/casetest-025-no-such-image:v1"
+    proc = daemon.cli("run", "--rm", ref, "true")
+    assert proc.returncode == 125
+    assert f"Unable to find image '{ref}' locally" in proc.stderr.decode()
+    assert daemon.cli("inspect", ref).returncode == 1
 
 
 def test_unknown_image_is_125(daemon):
@@ -40,7 +73,8 @@ def test_unknown_user_is_125(daemon):
     assert b"unable to find user nosuchuser: no matching entries in passwd file" in proc.stderr
 
 
-def test_failed_start_leaves_created_container_with_127(daemon):
+def test_case_025_start_fails_with_1_and_leaves_created_127(daemon):
+    """Case 025: only `run` maps to 126/127; `start` fails with 1 for the same error."""
     daemon.out("create", "--name", "nocmd1", "busybox", "nosuchcmd")
     proc = daemon.cli("start", "nocmd1")
     assert proc.returncode == 1

@@ -159,3 +159,139 @@ def test_images_move_between_berth_and_real_docker(daemon, tmp_path):
     finally:
         subprocess.run(["docker", "rmi", "berth-export:1"], capture_output=True, env=env)
         daemon.cli("rmi", "berth-export:1")
+
+
+CASE_033_TAGS = [  # (target, what the CLI prints on stderr; "" = accepted)
+    ("casetest-033", ""),
+    ("docker.io/library/casetest-033:two", ""),
+    ("index.docker.io/library/casetest-033:three", ""),
+    ("casetest-ns/casetest-033:Mixed_Case-tag.1", ""),
+    ("localhost:5000/casetest-033/app:v1", ""),
+    ("localhost/casetest-033", ""),
+    ("Casetest-033/app",
+     "Error response from daemon: invalid reference format: repository name must be lowercase"),
+    ("casetest-033:a:b", 'Error parsing reference: "casetest-033:a:b" is not a valid '
+                         "repository/tag: invalid reference format"),
+    ("casetest-033@sha256:" + "0" * 64, "refusing to create a tag with a digest reference"),
+    ("-name", 'Error parsing reference: "-name" is not a valid repository/tag: invalid '
+              "reference format"),
+]
+CASE_033_LISTED = ["casetest-033:latest", "casetest-033:three", "casetest-033:two",
+                   "casetest-ns/casetest-033:Mixed_Case-tag.1", "localhost/casetest-033:latest",
+                   "localhost:5000/casetest-033/app:v1"]
+
+
+def test_case_033_tag_targets_listing_and_aliases(daemon):
+    """Case 033: names normalise to docker.io/library, hosts need a dot, colon or localhost,
+    repositories are lowercase, a tag target carries no digest (docker 28 CLI's messages)."""
+    try:
+        for target, message in CASE_033_TAGS:
+            proc = daemon.cli("tag", "busybox:latest", target)
+            assert proc.stderr.decode().strip() == message, target
+            assert proc.returncode == (1 if message else 0), target
+        listed = daemon.out("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
+        assert sorted(t for t in listed if "casetest-033" in t) == CASE_033_LISTED
+        busybox = daemon.out("image", "inspect", "-f", "{{.Id}}", "busybox").strip()
+        alias = daemon.out("image", "inspect", "-f", "{{.Id}}",
+                           "index.docker.io/library/casetest-033:two").strip()
+        assert alias == busybox
+        # dockerd 20.10 answers this with a 500, later ones with a 400; berth answers bad
+        # input with a 4xx (docs/compatibility.md), with dockerd's text
+        status, body = _api(daemon, "POST", "/v1.41/images/busybox:latest/tag"
+                                            "?repo=Casetest-033/app")
+        assert (status, json.loads(body)) == (
+            400, {"message": "invalid reference format: repository name must be lowercase"})
+    finally:
+        daemon.cli("rmi", *CASE_033_LISTED)
+
+
+def _api(daemon, method: str, path: str) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(daemon.socket))
+
+    conn = UnixConnection("localhost")
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _layer_tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """A layer: directories (``None``) and files, in this order."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_case_035_layer_whiteouts_and_opaque_dirs(daemon, test_images, tmp_path):
+    """Case 035: on load a ``.wh.<name>`` hides one entry and ``.wh..wh..opq`` everything the
+    lower layers had in its directory (not what its own layer adds, wherever the marker sits);
+    on save, a build that removes files writes the same markers."""
+    import hashlib
+    import io
+    import tarfile
+
+    with tarfile.open(test_images.busybox_docker_tar) as src:
+        manifest = json.load(src.extractfile("manifest.json"))  # type: ignore[arg-type]
+        base = [src.extractfile(p).read() for p in manifest[0]["Layers"]]  # type: ignore[union-attr]
+    l1 = _layer_tar([("a/", None), ("a/b/", None), ("a/b/c/", None), ("a/b/c/bar", b"bar\n"),
+                     ("keep/", None), ("keep/gone.txt", b"g\n"), ("keep/stay.txt", b"s\n")])
+    l2 = _layer_tar([("a/", None), ("a/new.txt", b"new\n"), ("a/.wh..wh..opq", b""),
+                     ("keep/", None), ("keep/.wh.gone.txt", b"")])
+    layers = [*base, l1, l2]
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+              "rootfs": {"type": "layers", "diff_ids": [
+                  "sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]}}
+    tag = "casetest-035:latest"
+    archive = tmp_path / "img.tar"
+    with tarfile.open(archive, "w") as out:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+        add("config.json", json.dumps(config).encode())
+        for i, layer in enumerate(layers):
+            add(f"l{i}/layer.tar", layer)
+        add("manifest.json", json.dumps([{
+            "Config": "config.json", "RepoTags": [tag],
+            "Layers": [f"l{i}/layer.tar" for i in range(len(layers))]}]).encode())
+    built = "casetest-035b:latest"
+    try:
+        assert daemon.out("load", "-i", str(archive)) == f"Loaded image: {tag}\n"
+        found = daemon.out("run", "--rm", tag, "find", "/a", "/keep")
+        assert sorted(found.split()) == ["/a", "/a/new.txt", "/keep", "/keep/stay.txt"]
+
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(
+            f"FROM {tag}\nRUN rm /keep/stay.txt && rm -rf /a && mkdir /a && echo z > /a/z\n")
+        daemon.out("build", "-q", "-t", built, str(ctx), timeout=120)
+        saved = tmp_path / "out.tar"
+        daemon.out("save", "-o", str(saved), built)
+        with tarfile.open(saved) as t:
+            names = json.load(t.extractfile("manifest.json"))[0]["Layers"]  # type: ignore[arg-type]
+            last = tarfile.open(fileobj=t.extractfile(names[-1]))  # type: ignore[arg-type]
+            assert sorted(last.getnames()) == ["a", "a/.wh..wh..opq", "a/z", "keep",
+                                               "keep/.wh.stay.txt"]
+    finally:
+        daemon.cli("rmi", built, tag)

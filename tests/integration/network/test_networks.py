@@ -104,6 +104,74 @@ def test_published_loopback_port_serves_the_page(daemon):
     assert not any(ip in line for line in _nat_rules().splitlines() if "DNAT" in line)
 
 
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive ports free for TCP and UDP on every address."""
+    for _ in range(50):
+        base = _free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    sock = socket.socket(socket.AF_INET, kind)
+                    socks.append(sock)
+                    sock.bind(("0.0.0.0", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no block of free ports")
+
+
+def test_case_027_publish_port_forms(daemon):
+    """Case 027: ``[ip:][hostPort:]containerPort[/proto]``, ranges, conflicts, bad specs.
+
+    Docker also lists ``[::]:<port>`` for the 0.0.0.0 bindings on IPv6 hosts; berth publishes
+    IPv4 only (docs/compatibility.md).
+    """
+    base = _free_block(7)
+    fixed, udp, pair, spread = base, base + 1, base + 2, base + 4  # pair: 2 ports, spread: 3
+    name = "case027-" + secrets.token_hex(4)
+    with _cleanup(daemon, [name, name + "-2"]):
+        daemon.out("run", "-d", "--name", name, "-p", f"127.0.0.1:{fixed}:80",
+                   "-p", "127.0.0.1::80", "-p", f"{udp}:80/udp",
+                   "-p", f"{pair}-{pair + 1}:9000-9001", "-p", f"{spread}-{spread + 2}:8080",
+                   "busybox", "sh", "-c", HTTPD.format(page="hello-from-ctr"))
+        lines = sorted(daemon.out("port", name).splitlines())
+        random_line = next(ln for ln in lines if ln.startswith("80/tcp -> 127.0.0.1:")
+                           and ln != f"80/tcp -> 127.0.0.1:{fixed}")
+        random_port = int(random_line.rsplit(":", 1)[1])
+        assert random_port not in (fixed, 0)
+        assert lines == sorted([
+            f"80/tcp -> 127.0.0.1:{fixed}", random_line, f"80/udp -> 0.0.0.0:{udp}",
+            f"8080/tcp -> 0.0.0.0:{spread}", f"9000/tcp -> 0.0.0.0:{pair}",
+            f"9001/tcp -> 0.0.0.0:{pair + 1}"])
+        assert _get(f"http://127.0.0.1:{fixed}/") == "hello-from-ctr\n"
+        assert _get(f"http://127.0.0.1:{random_port}/") == "hello-from-ctr\n"
+        exposed = _inspect(daemon, name)["Config"]["ExposedPorts"]
+        assert set(exposed) == {"80/tcp", "80/udp", "8080/tcp", "9000/tcp", "9001/tcp"}
+
+        proc = daemon.cli("run", "--rm", "--name", name + "-2", "-p", f"127.0.0.1:{fixed}:80",
+                          "busybox", "true")
+        assert proc.returncode == 125
+        assert f"Bind for 127.0.0.1:{fixed} failed: port is already allocated" in \
+            proc.stderr.decode().splitlines()[0]
+
+    for spec, message in [
+        (f"{base}-{base + 2}:8000-8001", "invalid ranges specified for container and host Ports: "
+                                         f"8000-8001 and {base}-{base + 2}"),
+        ("80/bogus", "invalid proto: bogus"),
+    ]:
+        proc = daemon.cli("run", "--rm", "-p", spec, "busybox", "true")
+        assert proc.returncode == 125
+        # the docker 28 CLI's words (the 20.10 CLI capitalised "Invalid")
+        assert proc.stderr.decode() == (f"berth: {message}\n\n"
+                                        "Run 'berth run --help' for more information\n")
+
+
 def test_publish_all_exposed_ports_from_the_image(daemon):
     tag = "exposed-" + secrets.token_hex(4)
     src = tag + "-src"
@@ -208,6 +276,67 @@ def test_hosts_file_with_hostname_and_add_host(daemon):
     assert lines[-2] == "192.0.2.10\tdb.internal"
     ip, names = lines[-1].split("\t")
     assert names == "web.example.com web" and ip.count(".") == 3
+
+
+HOSTS_HEAD = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+              "ff02::2\tip6-allrouters"]
+
+
+def _host_nameservers() -> list[str]:
+    """The host's resolv.conf nameservers as a default-bridge container gets them."""
+    with open("/etc/resolv.conf") as f:
+        found = [ln.split()[1] for ln in f if ln.startswith("nameserver") and len(ln.split()) > 1]
+    kept = [ns for ns in found if not ns.startswith("127.") and ns != "::1"]
+    return kept or ["8.8.8.8", "8.8.4.4"]
+
+
+def test_case_031_hostname_hosts_and_resolv_conf(daemon):
+    """Case 031: hostname is the short ID, /etc/hosts and /etc/resolv.conf are generated per
+    container (bind mounts: writable, never committed)."""
+    suffix = secrets.token_hex(4)
+    name, net, image = "case031-" + suffix, "case031net-" + suffix, "case031img-" + suffix
+    with _cleanup(daemon, [name], [net]):
+        cid = daemon.out("run", "-d", "--name", name, "--add-host", "db.internal:192.0.2.10",
+                         "busybox", "sleep", "30").strip()
+        short = cid[:12]
+        assert daemon.out("exec", name, "hostname") == f"{short}\n"
+        assert daemon.out("exec", name, "sh", "-c", "echo $HOSTNAME") == f"{short}\n"
+        ip = _inspect(daemon, name)["NetworkSettings"]["IPAddress"]
+        assert daemon.out("exec", name, "cat", "/etc/hosts").splitlines() == [
+            *HOSTS_HEAD, "192.0.2.10\tdb.internal", f"{ip}\t{short}"]
+        resolv = daemon.out("exec", name, "cat", "/etc/resolv.conf").splitlines()
+        assert [ln.split()[1] for ln in resolv if ln.startswith("nameserver")] == \
+            _host_nameservers()
+        info = _inspect(daemon, name)
+        assert all(info[key] for key in ("HostsPath", "ResolvConfPath", "HostnamePath"))
+        # writable at run time, but not part of the container's changes
+        daemon.out("exec", name, "sh", "-c",
+                   "echo 192.0.2.99 extra >> /etc/hosts && echo x >> /etc/resolv.conf")
+        daemon.out("commit", name, image)
+        try:
+            committed = daemon.out("run", "--rm", "--network", "none", "--entrypoint", "cat",
+                                   image, "/etc/hosts")
+            assert "extra" not in committed
+        finally:
+            daemon.cli("rmi", image)
+
+        out = daemon.out("run", "--rm", "--hostname", "web.example.com", "busybox", "sh", "-c",
+                         "hostname; tail -1 /etc/hosts")
+        first, last = out.splitlines()
+        assert first == "web.example.com"
+        host_ip, names = last.split("\t")
+        assert names == "web.example.com web" and host_ip.count(".") == 3
+
+        out = daemon.out("run", "--rm", "--dns", "192.0.2.53", "--dns-search", "corp.example",
+                         "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf")
+        assert out.splitlines() == ["search corp.example", "nameserver 192.0.2.53",
+                                    "options ndots:2"]
+
+        daemon.out("network", "create", net)
+        out = daemon.out("run", "--rm", "--network", net, "busybox", "grep", "-E",
+                         "^(nameserver|options)", "/etc/resolv.conf")
+        assert out.splitlines() == ["nameserver 127.0.0.11", "options ndots:0"]
 
 
 def test_restart_keeps_ports_and_stop_leaves_nothing(fresh_daemon, test_images):

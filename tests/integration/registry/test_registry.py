@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import shutil
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,8 @@ def _index_layout(src: Path, dest: Path, platforms: list[dict[str, str]]) -> Pat
 
 def test_manifest_list_without_host_platform_is_docker_error(reg_daemon, open_registry,
                                                               test_images, tmp_path):
+    """Case 039 with a real registry: no linux/amd64 entry is an error; ``--platform`` picks
+    the arm64 entry and the image is known by the list's digest."""
     layout = _index_layout(test_images.busybox_oci_dir, tmp_path / "idx", [
         {"os": "linux", "architecture": "arm64", "variant": "v8"},
         {"os": "linux", "architecture": "arm", "variant": "v7"}])
@@ -364,3 +368,63 @@ def test_interrupted_pull_leaves_no_half_blob_and_restarts_cleanly(reg_daemon, t
     finally:
         reg.stop()
         reg_daemon.cli("rmi", "-f", f"{reg.host}/me/big:1")
+
+
+def _raw(registry: Registry, method: str, target: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """One plain HTTP request to the registry: (status, headers with lower-cased names)."""
+    import http.client
+
+    conn = http.client.HTTPConnection(registry.host, timeout=30)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_case_041_cross_repository_blob_mount(reg_daemon, open_registry):
+    """Case 041: ``POST .../blobs/uploads/?mount=<digest>&from=<repo>`` answers 201 when the blob
+    is there to mount and 202 (an ordinary upload session) otherwise; pushing the same image to
+    a second repository mounts its layers from the first."""
+    uid = secrets.token_hex(4)
+    blob = f"mount-me-{uid}".encode()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    status, headers = _raw(open_registry, "POST", f"/v2/casetest/a-{uid}/blobs/uploads/")
+    assert status == 202
+    location = urllib.parse.urlsplit(headers["location"])
+    status, _ = _raw(open_registry, "PUT", f"{location.path}?{location.query}&digest={digest}",
+                     blob, {"Content-Type": "application/octet-stream"})
+    assert status == 201
+
+    status, headers = _raw(open_registry, "POST", f"/v2/casetest/b-{uid}/blobs/uploads/"
+                                                  f"?mount={digest}&from=casetest/a-{uid}")
+    assert status == 201
+    assert headers["docker-content-digest"] == digest
+    assert headers["location"].endswith(f"/v2/casetest/b-{uid}/blobs/{digest}")
+    assert _raw(open_registry, "HEAD", f"/v2/casetest/b-{uid}/blobs/{digest}")[0] == 200
+    unknown = "sha256:" + hashlib.sha256(b"y").hexdigest()
+    for repo, query in ((f"c-{uid}", f"mount={unknown}&from=casetest/a-{uid}"),
+                        (f"e-{uid}", f"mount={digest}")):
+        status, headers = _raw(open_registry, "POST",
+                               f"/v2/casetest/{repo}/blobs/uploads/?{query}")
+        assert status == 202
+        assert f"/v2/casetest/{repo}/blobs/uploads/" in headers["location"]
+        assert headers["range"] == "0-0"
+
+    # berthd: the second push mounts what the first pushed
+    first, second = (f"{open_registry.host}/casetest/{n}-{uid}:v1" for n in ("x", "y"))
+    for ref in (first, second):
+        reg_daemon.out("tag", "busybox", ref)
+    try:
+        pushed = reg_daemon.out("push", first).splitlines()
+        mounted = reg_daemon.out("push", second).splitlines()
+    finally:
+        reg_daemon.cli("rmi", first, second)
+    layers = int(reg_daemon.out("inspect", "-f", "{{len .RootFS.Layers}}", "busybox"))
+    assert len([ln for ln in pushed if ln.endswith(": Pushed")]) == layers, pushed
+    assert len([ln for ln in mounted if ln.endswith(f": Mounted from casetest/x-{uid}")]) == \
+        layers, mounted
+    assert not any(ln.endswith(": Pushed") for ln in mounted), mounted

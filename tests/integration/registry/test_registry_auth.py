@@ -111,6 +111,30 @@ def test_token_auth_scopes_and_login(reg_daemon, token_registry, token_server):
     assert denied.returncode == 1
 
 
+def test_case_041_mount_under_token_auth_asks_to_pull_the_source(reg_daemon, token_registry,
+                                                                  token_server):
+    """Case 041: pushing layers another repository has, the token request adds
+    ``repository:<source>:pull`` to the push scope, and the layers are mounted."""
+    host = token_registry.host
+    ok = reg_daemon.cli("login", host, "-u", USER, "--password-stdin",
+                        input=PASSWORD.encode())
+    assert ok.returncode == 0, ok.stderr
+    first, second = f"{host}/mnt/x:1", f"{host}/mnt/y:1"
+    for ref in (first, second):
+        reg_daemon.out("tag", "busybox", ref)
+    try:
+        reg_daemon.out("push", first)
+        token_server.requests.clear()
+        lines = reg_daemon.out("push", second).splitlines()
+    finally:
+        reg_daemon.cli("rmi", first, second)
+        reg_daemon.out("logout", host)
+    assert any(ln.endswith(": Mounted from mnt/x") for ln in lines), lines
+    assert any(sorted(q.get("scope", [])) == ["repository:mnt/x:pull",
+                                              "repository:mnt/y:push,pull"]
+               for q in token_server.requests), token_server.requests
+
+
 def test_tls_registry_needs_the_ca_in_certs_d(tls_daemon, tls_registry, test_ca, certs_dir):
     host = tls_registry.host
     ref = f"{host}/secure/bb:1"

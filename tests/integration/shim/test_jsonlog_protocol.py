@@ -92,3 +92,33 @@ def test_exit_file_and_config_round_trip(tmp_path: Path) -> None:
     config = ShimConfig("id", "/b", "/s", "/l", "/p", runtime_args=("--systemd-cgroup",))
     assert ShimConfig.from_json(config.to_json()) == config
     assert config.exit_file == "/b/exit.json"
+
+
+def _lines(path: Path) -> list[str]:
+    return [json.loads(line)["log"] for line in path.read_text().splitlines()]
+
+
+def test_max_size_rotates_into_numbered_files(tmp_path: Path) -> None:
+    # docker's json-file: the size is checked before each entry; <log>.1 is the newest old file
+    path = tmp_path / "c-json.log"
+    w = JsonLogWriter(str(path), max_size=200, max_files=3)
+    for i in range(12):
+        w.feed("stdout", f"line-{i:02d}\n".encode())
+    w.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["c-json.log", "c-json.log.1", "c-json.log.2"]
+    for name in files:
+        assert (tmp_path / name).stat().st_size < 200 + 100  # one entry past the limit at most
+    kept = _lines(path.with_name("c-json.log.2")) + _lines(path.with_name("c-json.log.1")) \
+        + _lines(path)
+    assert kept == [f"line-{i:02d}\n" for i in range(12 - len(kept), 12)]
+
+
+def test_one_file_is_emptied_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    w = JsonLogWriter(str(path), max_size=100, max_files=1)
+    for i in range(5):
+        w.feed("stdout", f"line-{i}\n".encode())
+    w.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["c-json.log"]
+    assert _lines(path)[-1] == "line-4\n" and len(_lines(path)) < 5

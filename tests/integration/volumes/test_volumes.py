@@ -145,6 +145,8 @@ def test_nocopy_leaves_the_volume_empty(daemon, cleanup, volume_image):
 
 
 def test_case_029_anonymous_volumes_go_with_rm_v_and_run_rm(daemon, cleanup, volume_image):
+    """Case 029: the image's VOLUME and ``-v /path`` get anonymous volumes that ``rm`` keeps and
+    ``rm -v`` / ``run --rm`` remove; a named volume stays, and cannot be removed while used."""
     named = f"named-{_uid()}"
     cleanup["volumes"].append(named)
     a = f"c029a-{_uid()}"
@@ -153,6 +155,7 @@ def test_case_029_anonymous_volumes_go_with_rm_v_and_run_rm(daemon, cleanup, vol
                      volume_image, "true").strip()
     anon = sorted(m["Name"] for m in _mounts(daemon, a) if m["Name"] != named)
     assert len(anon) == 2
+    assert all(len(n) == 64 and set(n) <= set("0123456789abcdef") for n in anon)
     proc = daemon.cli("volume", "rm", named)
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == (
@@ -160,6 +163,15 @@ def test_case_029_anonymous_volumes_go_with_rm_v_and_run_rm(daemon, cleanup, vol
     daemon.out("rm", a)
     assert set(anon) | {named} <= _volume_names(daemon)  # plain rm keeps them all
     daemon.out("volume", "rm", *anon)
+
+    v = f"c029v-{_uid()}"
+    cleanup["containers"].append(v)
+    daemon.out("create", "--name", v, "-v", f"{named}:/named", "-v", "/explicit",
+               volume_image, "true")
+    anon_v = {m["Name"] for m in _mounts(daemon, v) if m["Name"] != named}
+    daemon.out("rm", "-v", v)
+    names = _volume_names(daemon)
+    assert not anon_v & names and named in names  # rm -v: only the anonymous ones go
 
     b = f"c029b-{_uid()}"
     cleanup["containers"].append(b)

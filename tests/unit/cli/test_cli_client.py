@@ -152,6 +152,8 @@ def test_query_encoding_is_gos() -> None:
 def test_go_json_escapes_like_go() -> None:
     assert go_json({"a": "<x> & y", "b": [1, None]}) == (
         '{"a":"\\u003cx\\u003e \\u0026 y","b":[1,null]}')
+    # what the docker CLI prints (inspect, {{json}}) has that escaping switched off
+    assert go_json({"a": "<x> & y\u2028"}, escape_html=False) == '{"a":"<x> & y\\u2028"}'
 
 
 @pytest.mark.parametrize("host, parsed", [

@@ -117,14 +117,23 @@ def test_attach_flags() -> None:
     ("8000-8001:80-81", [("80/tcp", "", "8000"), ("81/tcp", "", "8001")]),
     ("[::1]:8080:80", [("80/tcp", "::1", "8080")]),
     ("127.0.0.1::80", [("80/tcp", "127.0.0.1", "")]),
+    ("28081:80/UDP", [("80/udp", "", "28081")]),
+    ("28100-28102:8080", [("8080/tcp", "", "28100-28102")]),
 ])
 def test_port_specs(spec: str, expected: list[tuple[str, str, str]]) -> None:
     assert parse_port_spec(spec) == expected
 
 
-def test_port_spec_errors() -> None:
-    with pytest.raises(ValueError):
-        parse_port_spec("abc")
+@pytest.mark.parametrize("spec, message", [  # case 027, in the docker 28 CLI's words
+    ("abc", "invalid containerPort: abc"),
+    ("28200-28202:8000-8001",
+     "invalid ranges specified for container and host Ports: 8000-8001 and 28200-28202"),
+    ("80/bogus", "invalid proto: bogus"),
+])
+def test_port_spec_errors(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_port_spec(spec)
+    assert str(err.value) == message
 
 
 def test_mount_spec() -> None:

@@ -13,7 +13,8 @@ DATA: dict[str, Any] = {
     "Name": "/web",
     "Args": ["-f", "-p", "80"],
     "State": {"Status": "running", "Running": True, "ExitCode": 0, "Pid": 42},
-    "Config": {"Labels": {"k": "v", "a.b": "c"}, "Entrypoint": None, "Env": ["A=1", "B=2"]},
+    "Config": {"Labels": {"k": "v", "a.b": "c"}, "Entrypoint": None, "Env": ["A=1", "B=2"],
+               "OnBuild": ['RUN echo "x" >> /log && test 1 -lt 2']},
     "Mounts": [{"Source": "/s1", "Destination": "/d1"}, {"Source": "/s2", "Destination": "/d2"}],
     "Count": 3,
     "Ratio": 0.5,
@@ -29,6 +30,8 @@ CASES = [
     ("{{json .State}}", '{"Status":"running","Running":true,"ExitCode":0,"Pid":42}'),
     ("{{json .Config.Labels}}", '{"k":"v","a.b":"c"}'),
     ("{{json .Config.Entrypoint}}", "null"),
+    # the docker CLI turns Go's HTML escaping off (case 011: docker inspect of Config.OnBuild)
+    ("{{json .Config.OnBuild}}", '["RUN echo \\"x\\" >> /log && test 1 -lt 2"]'),
     ("{{range .Mounts}}{{.Source}}{{end}}", "/s1/s2"),
     ("{{range $i, $m := .Mounts}}{{$i}}:{{$m.Destination}} {{end}}", "0:/d1 1:/d2 "),
     ("{{range .Nothing}}x{{else}}none{{end}}", "none"),
@@ -101,3 +104,46 @@ def test_go_float(value: float, text: str) -> None:
 
 def test_go_str_of_nested_values() -> None:
     assert go_str({"b": [1, True], "a": None}) == "map[a:<nil> b:[1 true]]"
+
+
+# -- missing keys and field errors, as the docker CLI's inspect reports them ------------------
+
+@pytest.mark.parametrize("fmt, mode, expected", [
+    ("{{.Missing}}", "invalid", "<no value>"),
+    ("{{.Config.Labels.nope}}", "invalid", "<no value>"),
+    ("{{.Name}}", "error", "/web"),
+])
+def test_missing_key_modes(fmt: str, mode: str, expected: str) -> None:
+    assert parse(fmt).execute(DATA, mode) == expected
+
+
+@pytest.mark.parametrize("fmt, message", [
+    # Go places a chain at its second field and a variable's chain at its first field
+    ("{{.Bogus}}", 'template: :1:2: executing "" at <.Bogus>: map has no entry for key "Bogus"'),
+    ("{{.State.Bogus}}",
+     'template: :1:8: executing "" at <.State.Bogus>: map has no entry for key "Bogus"'),
+    ("{{.Name}} {{.Bogus}}",
+     'template: :1:12: executing "" at <.Bogus>: map has no entry for key "Bogus"'),
+    ("{{$s := .State}}{{$s.Nope}}",
+     'template: :1:20: executing "" at <$s.Nope>: map has no entry for key "Nope"'),
+    ("{{.Name}}\n  {{.State.Pid.X}}",
+     'template: :2:10: executing "" at <.State.Pid.X>: can\'t evaluate field X in type '
+     "interface {}"),
+    ("{{if .State}}{{.State.Nope}}{{end}}",
+     'template: :1:21: executing "" at <.State.Nope>: map has no entry for key "Nope"'),
+    ("{{- .Bogus}}", 'template: :1:4: executing "" at <.Bogus>: map has no entry for key "Bogus"'),
+])
+def test_missing_key_error_names_the_place(fmt: str, message: str) -> None:
+    with pytest.raises(TemplateError) as err:
+        parse(fmt).execute(DATA, "error")
+    assert str(err.value) == message
+
+
+def test_struct_mode_knows_maps_and_omitted_fields() -> None:
+    from berth.cli.template import GoMap
+
+    data = {"Config": {"Labels": GoMap({"k": "v"})}}
+    tmpl = parse("{{.Config.Labels.nope}}|{{.Config.StopSignal}}")
+    assert tmpl.execute(data, "struct", {"StopSignal": ""}) == "<no value>|"
+    with pytest.raises(TemplateError, match="can't evaluate field Bogus"):
+        parse("{{.Config.Bogus}}").execute(data, "struct", {})

@@ -172,14 +172,25 @@ def test_leased_layers_outlive_rmi_and_failed_pulls(store: ImageStore) -> None:
 
 
 def test_pushed_blobs_are_remembered_per_repository(store: ImageStore) -> None:
+    from berth.image.push import rank_pushed
     from berth.image.refs import PushedBlob
     from berth.oci.digest import DiffID, Digest
 
     diff = DiffID(sha(b"layer"))
-    one = PushedBlob(diff, "127.0.0.1:5000", "a/b", Digest(sha(b"gz1")), 10, "gz")
-    two = PushedBlob(diff, "127.0.0.1:5000", "c/d", Digest(sha(b"gz1")), 10, "gz")
-    store.record_pushed_blob(two)
-    store.record_pushed_blob(one)
-    store.record_pushed_blob(one)
-    assert store.pushed_blobs(diff, "127.0.0.1:5000") == [one, two]
-    assert store.pushed_blobs(diff, "other:5000") == []
+
+    def pushed(registry: str, repo: str) -> PushedBlob:
+        return PushedBlob(diff, registry, repo, Digest(sha(b"gz")), 10, "gz")
+
+    here = "127.0.0.1:5000"
+    for registry, repo in (("docker.io", "library/x"), (here, "team/a/old"), (here, "other"),
+                           (here, "team/b"), (here, "team/a/old")):
+        store.record_pushed_blob(pushed(registry, repo))  # recorded again: newest now
+    assert store.pushed_blobs(diff) == [pushed(here, "team/a/old"), pushed(here, "team/b"),
+                                        pushed(here, "other"), pushed("docker.io", "library/x")]
+    assert store.pushed_blobs(DiffID(sha(b"other layer"))) == []
+    # dockerd's order for a push to team/a/new: this registry, nearest repository, newest
+    ranked = rank_pushed(store.pushed_blobs(diff), here, "team/a/new")
+    assert [(b.registry, b.repo) for b in ranked] == [
+        (here, "team/a/old"), (here, "team/b"), (here, "other"), ("docker.io", "library/x")]
+    ranked = rank_pushed(store.pushed_blobs(diff), here, "team/b")
+    assert ranked[0].repo == "team/b"

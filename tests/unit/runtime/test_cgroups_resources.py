@@ -86,3 +86,10 @@ def test_v1_files_in_write_order() -> None:
 )
 def test_device_rule_lines(rule: DeviceRule, line: str) -> None:
     assert rule.to_v1() == line
+
+
+def test_blkio_weight_files() -> None:
+    # runc's map for v2: 1 + (weight - 10) * 9999 / 990
+    assert v2_resource_files(CgroupResources(blkio_weight=500)) == {"io.weight": "default 4950"}
+    assert v1_resource_files(CgroupResources(blkio_weight=500)) == [
+        ("blkio", "blkio.weight", "500")]

@@ -18,6 +18,7 @@ import referencing
 import referencing.jsonschema
 
 from berth.errors import InvalidArgument
+from berth.oci.idmap import IdentityMapping, IDMap
 from berth.runtime.spec import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
@@ -85,6 +86,7 @@ def _mount(spec: dict[str, Any], dest: str) -> dict[str, Any]:
                 cpu_period=100000,
                 cpuset_cpus="0",
                 pids_limit=100,
+                blkio_weight=300,
             ),
             rlimits=(Rlimit("nofile", 1024, 2048),),
             no_new_privileges=True,
@@ -98,8 +100,10 @@ def _mount(spec: dict[str, Any], dest: str) -> dict[str, Any]:
             mounts=(bind_mount("/tmp/hosts", "/etc/hosts"), tmpfs_mount("/run", ("size=1m",))),
             seccomp={"defaultAction": "SCMP_ACT_ALLOW"},
         ),
+        _input(userns_mode="private", id_mapping=IdentityMapping(
+            (IDMap(0, 100000, 65536),), (IDMap(0, 100000, 65536),))),
     ],
-    ids=["default", "privileged-ro", "everything"],
+    ids=["default", "privileged-ro", "everything", "userns"],
 )
 def test_spec_validates_against_oci_schema(
     validator: jsonschema.Draft4Validator, inp: SpecInput
@@ -244,6 +248,37 @@ def test_join_namespace_path_and_cgroupns() -> None:
     assert {"type": "cgroup"} in spec["linux"]["namespaces"]
 
 
+REMAP = IdentityMapping((IDMap(0, 100000, 65536), IDMap(65536, 300000, 10)),
+                        (IDMap(0, 200000, 65536),))
+
+
+def test_user_namespace_as_docker_writes_it_for_a_remapped_daemon() -> None:
+    spec = build_spec(_input(userns_mode="private", id_mapping=REMAP))
+    linux = spec["linux"]
+    assert linux["namespaces"][-1] == {"type": "user"}
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536},
+                                    {"containerID": 65536, "hostID": 300000, "size": 10}]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    # dockerd leaves out the ping range (its group IDs are not mapped) and the cgroup "ro"
+    assert linux["sysctl"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
+    assert _mount(spec, "/sys/fs/cgroup")["options"] == ["nosuid", "noexec", "nodev"]
+    assert "ro" in _mount(spec, "/sys")["options"]
+
+
+def test_joined_user_namespace_keeps_its_mappings() -> None:
+    spec = build_spec(_input(userns_mode="/run/berth/netns/x.user", id_mapping=REMAP,
+                             network_mode="/run/berth/netns/x"))
+    assert {"type": "user", "path": "/run/berth/netns/x.user"} in spec["linux"]["namespaces"]
+    assert spec["linux"]["uidMappings"][0]["hostID"] == 100000
+
+
+def test_no_user_namespace_by_default() -> None:
+    spec = build_spec(_input(id_mapping=REMAP))
+    assert all(n["type"] != "user" for n in spec["linux"]["namespaces"])
+    assert "uidMappings" not in spec["linux"]
+    assert spec["linux"]["sysctl"]["net.ipv4.ping_group_range"] == "0 2147483647"
+
+
 def test_tmpfs_user_options_win() -> None:
     m = tmpfs_mount("/run", ("exec", "size=1m"))
     assert m.options == ("nosuid", "nodev", "rprivate", "exec", "size=1m")
@@ -256,6 +291,8 @@ def test_tmpfs_user_options_win() -> None:
         {"network_mode": "bridge"},
         {"pid_mode": "container"},
         {"rlimits": (Rlimit("nofile", 10, 5),)},
+        {"userns_mode": "remap"},
+        {"userns_mode": "private"},  # without a mapping
     ],
 )
 def test_invalid_input(bad: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from berth.errors import UnsafeArchive
+from berth.oci.idmap import IdentityMapping, IDMap, UnmappedID
 from berth.snapshot.archive import OPAQUE_XATTR, apply_tar, tar_directory, write_diff
+from berth.snapshot.ownership import adopt_tree
 
 
 @dataclass
@@ -447,3 +449,80 @@ def test_header_cut_short_or_corrupt_is_refused(tmp_path: Path, cut: int) -> Non
     (tmp_path / "g").mkdir()
     with pytest.raises(UnsafeArchive, match="invalid tar header at offset 1024"):
         apply_tar(io.BytesIO(garbage), tmp_path / "g")
+
+
+# -- --userns-remap: owners shifted in, shifted back out ------------------------------------------
+
+REMAP = IdentityMapping((IDMap(0, 100000, 65536),), (IDMap(0, 200000, 65536),))
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid
+
+
+def test_apply_with_a_mapping_shifts_every_owner_to_the_host(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    tar = make_tar(E(".", "d"), E("etc/passwd", data=b"x", uid=0, gid=0),
+                   E("home/u", "d", uid=1000, gid=1000), E("home/u/.wh.gone", uid=9, gid=9),
+                   E("bin/sh", "l", link="busybox", uid=2, gid=3))
+    apply_tar(io.BytesIO(tar), dest, REMAP)
+    assert _owner(dest) == (100000, 200000)
+    assert _owner(dest / "etc") == (100000, 200000)  # made for a parent the tar does not list
+    assert _owner(dest / "etc/passwd") == (100000, 200000)
+    assert _owner(dest / "home/u") == (101000, 201000)
+    assert _owner(dest / "home/u/gone") == (100009, 200009)
+    assert _owner(dest / "bin/sh") == (100002, 200003)
+
+
+def test_apply_refuses_an_id_outside_the_mapping(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    with pytest.raises(UnmappedID, match="Container ID 70000 cannot be mapped to a host ID"):
+        apply_tar(io.BytesIO(make_tar(E("f", uid=70000))), dest, REMAP)
+
+
+def test_remapped_round_trip_gives_back_the_original_owners(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    apply_tar(io.BytesIO(make_tar(E("a", uid=0, gid=0), E("b", "d", uid=5, gid=6),
+                                  E("b/c", uid=65535, gid=7))), dest, REMAP)
+    os.setxattr(dest / "b", OPAQUE_XATTR, b"y")
+    os.mknod(dest / "w", stat.S_IFCHR, os.makedev(0, 0))  # a whiteout the kernel made as root
+    out = io.BytesIO()
+    write_diff(dest, out, REMAP)
+    owners = {m.name: (m.uid, m.gid) for m in read_entries(out.getvalue())}
+    assert owners == {"a": (0, 0), "b": (5, 6), "b/.wh..wh..opq": (5, 6),
+                      "b/c": (65535, 7), ".wh.w": (0, 0)}
+
+
+def test_write_diff_refuses_a_host_owner_the_container_cannot_have(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")  # owned by the daemon's root, outside the mapping
+    with pytest.raises(UnmappedID, match="Host ID 0 cannot be mapped to a container ID"):
+        write_diff(tmp_path, io.BytesIO(), REMAP)
+
+
+def test_adopt_tree_shifts_what_the_daemon_wrote_and_keeps_what_was_shifted(
+        tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    (upper / "app").mkdir(parents=True)
+    os.chown(upper / "app", 0, 0)  # COPY's default owner, as the daemon wrote it
+    (upper / "app/run").write_text("#!/bin/sh\n")
+    os.chown(upper / "app/run", 1000, 50)  # --chown=1000:50
+    os.chmod(upper / "app/run", 0o4755)
+    (upper / "etc").mkdir()
+    os.chown(upper / "etc", 100000, 200000)  # copied up from a shifted lower layer
+    (upper / "link").symlink_to("app/run")
+    os.mknod(upper / "gone", stat.S_IFCHR, os.makedev(0, 0))  # the kernel's whiteout
+    adopt_tree(upper, REMAP)
+    assert _owner(upper / "app") == (100000, 200000)
+    assert _owner(upper / "app/run") == (101000, 200050)
+    assert stat.S_IMODE(os.stat(upper / "app/run").st_mode) == 0o4755  # set-uid kept
+    assert _owner(upper / "etc") == (100000, 200000)
+    assert _owner(upper / "link") == (100000, 200000)
+    assert _owner(upper / "gone") == (0, 0)
+    out = io.BytesIO()
+    write_diff(upper, out, REMAP)
+    owners = {m.name: (m.uid, m.gid) for m in read_entries(out.getvalue())}
+    assert owners["app/run"] == (1000, 50) and owners["etc"] == (0, 0)

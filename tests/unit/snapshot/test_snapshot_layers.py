@@ -14,6 +14,7 @@ import pytest
 
 from berth.errors import DigestMismatch, InvalidArgument, NotFound, UnsafeArchive
 from berth.oci.digest import ChainID, DiffID, chain_ids, sha256_digest
+from berth.oci.idmap import IdentityMapping, IDMap
 from berth.snapshot.layers import LayerStore
 
 
@@ -219,3 +220,14 @@ def test_prepared_layer_discarded_or_already_there(store: LayerStore) -> None:
     with pytest.raises(DigestMismatch):
         store.prepare(d1, io.BytesIO(t1 + b"\0" * 512))
     assert leftovers(store) == []
+
+
+def test_a_remapped_store_unpacks_shifted_and_keeps_the_chain_id(tmp_path: Path) -> None:
+    remap = IdentityMapping((IDMap(0, 100000, 65536),), (IDMap(0, 100000, 65536),))
+    store = LayerStore(tmp_path / "layers", durable=False, ids=remap)
+    d1, t1 = layer({"etc/hosts": b"127.0.0.1"})
+    chain = store.apply_layer(None, d1, io.BytesIO(t1))
+    assert chain == d1
+    diff = store.diff_dir(chain)
+    for path in (diff, diff / "etc", diff / "etc/hosts"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (100000, 100000)

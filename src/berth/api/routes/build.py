@@ -3,7 +3,8 @@
 The build answers with a JSON message stream: ``{"stream": "Step 1/3 : FROM busybox\\n"}``...,
 ``{"aux": {"ID": "sha256:..."}}``, and ``{"errorDetail": {"code": N, "message": ...},
 "error": ...}`` when a step fails after output started. An error before the first message
-(no Dockerfile, a syntax error) is an ordinary HTTP error, as from dockerd. With ``q=1`` the
+(no Dockerfile, a syntax error) is an ordinary HTTP error, as from dockerd, in the classic
+builder's words (``dockerfile parse error line 2: unknown instruction: FOO``). With ``q=1`` the
 step output is held back and only shown if the build fails.
 """
 
@@ -27,7 +28,7 @@ from berth.api.streams import (
 )
 from berth.build.executor import BuildResult, StepFailed
 from berth.engine.builder import BuildRequest, CommitRequest
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, DockerfileError, InvalidArgument
 
 if TYPE_CHECKING:
     from berth.api.app import ApiRouter
@@ -56,6 +57,18 @@ def _json_map(request: web.Request, name: str) -> dict[str, str]:
         raise InvalidArgument(f"invalid {name}: must be a JSON object")
     # buildargs may carry null values ("--build-arg NAME" with NAME unset): skip those
     return {str(k): str(v) for k, v in data.items() if v is not None}
+
+
+def classic_message(err: BerthError) -> str:
+    """The classic builder's words for a Dockerfile that does not parse (the file's line is
+    in them where dockerd gives it)."""
+    if not isinstance(err, DockerfileError):
+        return err.message
+    if err.phase == "parse":
+        return f"failed to parse Dockerfile: {err.detail}"
+    if err.phase == "instruction" and err.line is not None:
+        return f"dockerfile parse error line {err.line}: {err.detail}"
+    return err.detail
 
 
 class _StreamProgress:
@@ -106,14 +119,17 @@ class BuildRoutes:
         try:
             await self._builder.build(cast(BinaryIO, body), params, progress)
         except BerthError as err:
+            message = classic_message(err)
             if not stream.started and not progress.held:
+                if message != err.message:
+                    raise InvalidArgument(message) from err
                 raise
-            detail: dict[str, Any] = {"message": err.message}
+            detail: dict[str, Any] = {"message": message}
             if isinstance(err, StepFailed):
                 detail["code"] = err.code
             if progress.held:
                 await stream.send(stream_message("".join(progress.held)))
-            await stream.send({"errorDetail": detail, "error": err.message})
+            await stream.send({"errorDetail": detail, "error": message})
         return await stream.finish()
 
     async def commit(self, request: web.Request) -> web.StreamResponse:

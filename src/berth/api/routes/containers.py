@@ -14,11 +14,12 @@ from aiohttp import web
 
 from berth.api import wire_containers as wire
 from berth.api import wire_networks
-from berth.api.streams import encode_frame, query_filters
+from berth.api.streams import encode_frame, json_response, query_filters
 from berth.engine.containers import ContainerService
+from berth.engine.log_config import reads_logs
 from berth.engine.logs import LogQuery, follow_logs, parse_since, read_logs
 from berth.engine.model import ContainerRecord, ContainerState
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, InvalidArgument, NotImplementedByBerth
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class ContainerRoutes:
             ("POST", "/containers/{id}/resize", self.resize),
             ("GET", "/containers/{id}/top", self.top),
             ("POST", "/containers/{id}/rename", self.rename),
+            ("POST", "/containers/{id}/update", self.update),
         ]
 
     # -- create / inspect / list -------------------------------------------------------------
@@ -101,9 +103,18 @@ class ContainerRoutes:
         except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
             raise InvalidArgument(f"invalid JSON body: {err}") from err
         config, host = wire.parse_create_body(body)
-        record = await self.service.create(request.query.get("name"), config, host,
-                                           wire_networks.parse_endpoints(body))
-        return web.json_response({"Id": record.id, "Warnings": []}, status=201)
+        record, warnings = await self.service.create(request.query.get("name"), config, host,
+                                                     wire_networks.parse_endpoints(body))
+        return web.json_response({"Id": record.id, "Warnings": warnings}, status=201)
+
+    async def update(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError) as err:
+            raise InvalidArgument(f"invalid JSON body: {err}") from err
+        warnings = await self.service.update(request.match_info["id"],
+                                             wire.parse_update_body(body))
+        return json_response({"Warnings": warnings or None})
 
     def _extras(self, record: ContainerRecord) -> dict[str, Any]:
         from berth.engine import launch
@@ -291,6 +302,8 @@ class ContainerRoutes:
         stdout, stderr = _flag(request, "stdout"), _flag(request, "stderr")
         if not (stdout or stderr):
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        if not reads_logs(record.host_config.log_type):
+            raise NotImplementedByBerth("configured logging driver does not support reading")
         tail_text = request.query.get("tail", "all")
         tail = None if tail_text in ("", "all") else int(tail_text)
         now = time.time()

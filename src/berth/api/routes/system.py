@@ -47,7 +47,9 @@ class ContainerCounter(Protocol):
 
 class SystemRoutes:
     def __init__(self, config: DaemonConfig, images: ImageCounter,
-                 containers: ContainerCounter | None, daemon_id: str) -> None:
+                 containers: ContainerCounter | None, daemon_id: str,
+                 root_dir: Path | None = None) -> None:
+        """``root_dir``: where the state really is (``<data-root>/<uid>.<gid>`` remapped)."""
         self._config = config
         self._images = images
         self._containers = containers
@@ -59,7 +61,7 @@ class SystemRoutes:
             git_commit=f"v{berth.__version__}",
             python_version=python_version(),
             build_time=_build_time(),
-            root_dir=str(config.data_root),
+            root_dir=str(root_dir or config.data_root),
             debug=config.debug,
             experimental=config.experimental,
             default_runtime=config.default_runtime,
@@ -67,6 +69,7 @@ class SystemRoutes:
             insecure_registries=config.insecure_registries,
             registry_mirrors=config.registry_mirrors,
             labels=config.labels,
+            userns=bool(config.userns_remap),
         )
 
     def register(self, router: ApiRouter) -> None:

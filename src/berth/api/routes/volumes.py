@@ -1,17 +1,15 @@
-"""``/volumes`` endpoints and ``/containers/{id}/archive``: thin adapters over the services."""
+"""``/volumes`` endpoints: thin adapters over the volume service."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from berth.api.streams import json_response, query_filters, run_blocking
 from berth.api.wire_volumes import render_volume
-from berth.engine.container_archive import ArchiveService, stat_header
 from berth.engine.volumes import VolumeService
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import InvalidArgument
 
 
 def _str_map(value: Any, field: str) -> dict[str, str]:
@@ -74,53 +72,3 @@ class VolumeRoutes:
         report = await run_blocking(request, self.service.prune, query_filters(request))
         return json_response({"VolumesDeleted": list(report.deleted) or None,
                               "SpaceReclaimed": report.space_reclaimed})
-
-
-class ArchiveRoutes:
-    def __init__(self, service: ArchiveService) -> None:
-        self.service = service
-
-    def register(self, router: Any) -> None:
-        router.add("HEAD", "/containers/{id}/archive", self.head)
-        router.add("GET", "/containers/{id}/archive", self.get)
-        router.add("PUT", "/containers/{id}/archive", self.put)
-
-    @staticmethod
-    def _path(request: web.Request) -> str:
-        path = request.query.get("path", "")
-        if not path:
-            raise InvalidArgument("bad parameter: path cannot be empty")
-        return path
-
-    async def head(self, request: web.Request) -> web.StreamResponse:
-        try:
-            stat = await self.service.stat(request.match_info["id"], self._path(request))
-        except NotFound:
-            return web.Response(status=404)
-        return web.Response(status=200, headers={
-            "X-Docker-Container-Path-Stat": stat_header(stat)})
-
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        stat, stream = await self.service.get(request.match_info["id"], self._path(request))
-        response = web.StreamResponse(status=200, headers={
-            "Content-Type": "application/x-tar",
-            "X-Docker-Container-Path-Stat": stat_header(stat)})
-        try:
-            await response.prepare(request)
-            async for chunk in stream:
-                await response.write(chunk)
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        await response.write_eof()
-        return response
-
-    async def put(self, request: web.Request) -> web.Response:
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                yield chunk
-
-        await self.service.put(
-            request.match_info["id"], self._path(request), body(),
-            no_overwrite_dir_non_dir=_flag(request, "noOverwriteDirNonDir"),
-            copy_uid_gid=_flag(request, "copyUIDGID"))
-        return web.Response(status=200)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 from berth.cli import _ref
 from berth.cli.client import ApiError
 from berth.cli.context import StatusError
+from berth.cli.download import check_output, is_terminal, write_output
 from berth.cli.flags import Command, Flag
 from berth.cli.listing import filters_param, inspect_each, render_rows
 from berth.cli.render import ago, human_size, print_json_messages, short_id
@@ -148,12 +147,30 @@ def history(cli: Cli, argv: list[str]) -> int:
 
 
 TAG = Command("tag", "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
-              "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", min_args=2, max_args=2,
-              aliases=("image tag", "tag"))
+              "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", interspersed=False,
+              min_args=2, max_args=2, aliases=("image tag", "tag"))
+
+
+def _check_tag_target(target: str) -> None:
+    """The docker client parses the target before asking the daemon (exit 1)."""
+    if _ref.plainly_valid(target):
+        return
+    from berth.errors import InvalidReference
+    from berth.reference import ERR_UPPERCASE, parse_named
+
+    try:
+        parse_named(target)
+    except InvalidReference as err:
+        first = target.partition("/")[0]
+        if err.message == ERR_UPPERCASE and "/" in target and first != first.lower():
+            return  # docker 28's client reads that first part as a registry host: daemon's call
+        raise StatusError(f'Error parsing reference: "{target}" is not a valid '
+                          f"repository/tag: {err.message}", 1) from None
 
 
 def tag(cli: Cli, argv: list[str]) -> int:
     _, args = cli.parse(TAG, argv)
+    _check_tag_target(args[1])
     repo, tag_name, digest = _ref.split(args[1])
     if digest:
         raise StatusError("refusing to create a tag with a digest reference", 1)
@@ -195,13 +212,6 @@ LOAD = Command("load", "load [OPTIONS]", "Load an image from a tar archive or ST
 ], max_args=0, aliases=("image load", "load"))
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(os.isatty(stream.fileno()))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def load(cli: Cli, argv: list[str]) -> int:
     opts, _ = cli.parse(LOAD, argv)
     if opts["input"]:
@@ -211,14 +221,14 @@ def load(cli: Cli, argv: list[str]) -> int:
             raise StatusError(f"open {opts['input']}: {(err.strerror or str(err)).lower()}",
                               1) from None
     else:
-        if _isatty(cli.stdin):
+        if is_terminal(cli.stdin):
             raise StatusError("requested load from stdin, but stdin is empty", 1)
         source = cli.stdin
     try:
         resp = cli.client.request("POST", "/images/load", {"quiet": 1 if opts["quiet"] else 0},
                                   stream=source, headers={"Content-Type": "application/x-tar"})
         if "json" in resp.headers.get("content-type", ""):
-            error = print_json_messages(resp.iter_json(), cli.stdout, _isatty(cli.stdout))
+            error = print_json_messages(resp.iter_json(), cli.stdout, is_terminal(cli.stdout))
             if error:
                 raise StatusError(error["message"], 1)
         else:
@@ -237,26 +247,9 @@ SAVE = Command("save", "save [OPTIONS] IMAGE [IMAGE...]",
 
 def save(cli: Cli, argv: list[str]) -> int:
     opts, args = cli.parse(SAVE, argv)
-    if not opts["output"] and _isatty(cli.stdout):
-        raise StatusError("cowardly refusing to save to a terminal. Use the -o flag or redirect",
-                          1)
-    parent = os.path.dirname(opts["output"] or "") or "."
-    if opts["output"] and not os.path.isdir(parent):  # docker checks before asking the daemon
-        raise StatusError(f"failed to save image: invalid output path: stat {parent}: no such "
-                          "file or directory", 1)
+    check_output(cli, opts["output"], "failed to save image")  # before asking the daemon
     resp = cli.client.request("GET", "/images/get", {"names": args})
-    if opts["output"]:
-        tmp = opts["output"] + ".berth-tmp"
-        with open(tmp, "wb") as fh:
-            for data in resp.iter_raw():
-                fh.write(data)
-        os.replace(tmp, opts["output"])
-        return 0
-    out = getattr(cli.stdout, "buffer", None) or sys.stdout.buffer
-    cli.stdout.flush()
-    for data in resp.iter_raw():
-        out.write(data)
-    out.flush()
+    write_output(cli, resp, opts["output"])
     return 0
 
 
@@ -297,7 +290,7 @@ def import_(cli: Cli, argv: list[str]) -> int:
         resp = cli.client.request("POST", "/images/create", query, stream=stream,
                                   headers={"Content-Type": "application/x-tar"}
                                   if stream is not None else None)
-        error = print_json_messages(resp.iter_json(), cli.stdout, _isatty(cli.stdout))
+        error = print_json_messages(resp.iter_json(), cli.stdout, is_terminal(cli.stdout))
         if error:
             raise StatusError(error["message"], 1)
     finally:

@@ -48,6 +48,7 @@ class CgroupResources(NamedTuple):
     cpuset_mems: str | None = None
     pids_limit: int | None = None
     devices: tuple[DeviceRule, ...] = ()
+    blkio_weight: int | None = None  # 10..1000, Docker's --blkio-weight
 
     def is_empty(self) -> bool:
         return self == CgroupResources()
@@ -71,6 +72,11 @@ def swap_to_v2(memory_limit: int | None, memory_swap: int | None) -> int | None:
     if memory_swap < memory_limit:
         raise InvalidArgument("memory+swap limit should be >= memory limit")
     return memory_swap - memory_limit
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """blkio.weight (10..1000) → io.weight (1..10000), the linear map runc and crun use."""
+    return 1 + (weight - 10) * 9999 // 990
 
 
 def _max(value: int) -> str:
@@ -99,6 +105,8 @@ def v2_resource_files(res: CgroupResources) -> dict[str, str]:
         files["cpu.max"] = f"{quota} {period}"
     if res.pids_limit is not None and res.pids_limit != 0:
         files["pids.max"] = _max(res.pids_limit)
+    if res.blkio_weight:
+        files["io.weight"] = f"default {blkio_to_io_weight(res.blkio_weight)}"
     return files
 
 
@@ -125,6 +133,8 @@ def v1_resource_files(res: CgroupResources) -> list[tuple[str, str, str]]:
         out.append(("cpu", "cpu.cfs_quota_us", str(res.cpu_quota)))
     if res.pids_limit:
         out.append(("pids", "pids.max", _max(res.pids_limit)))
+    if res.blkio_weight:
+        out.append(("blkio", "blkio.weight", str(res.blkio_weight)))
     return out
 
 

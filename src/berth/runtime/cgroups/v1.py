@@ -71,10 +71,11 @@ class CgroupV1Manager:
     def set_resources(self, resources: CgroupResources) -> None:
         writes = v1_resource_files(resources)
         memory = self._dir("memory")
-        if memory and resources.memory_limit and resources.memory_swap:
-            # memsw must stay >= limit at every instant: raise memsw first when growing.
-            current = read_int(os.path.join(memory, "memory.memsw.limit_in_bytes"))
-            if resources.memory_limit > current or resources.memory_swap == -1:
+        memsw = os.path.join(memory, "memory.memsw.limit_in_bytes") if memory else ""
+        if resources.memory_limit and resources.memory_swap and os.path.exists(memsw):
+            # memsw must stay >= limit at every instant: raise memsw first when the new limit
+            # is above the current memsw (an unlimited one reads as a huge number)
+            if resources.memory_limit > read_int(memsw) or resources.memory_swap == -1:
                 writes.sort(key=lambda w: w[1] != "memory.memsw.limit_in_bytes")
         for controller, name, value in writes:
             directory = self._dir(controller)
@@ -83,6 +84,8 @@ class CgroupV1Manager:
             target = os.path.join(directory, name)
             if name == "memory.memsw.limit_in_bytes" and not os.path.exists(target):
                 continue  # no swap accounting on this kernel: nothing to limit
+            if name == "blkio.weight" and not os.path.exists(target):
+                target = os.path.join(directory, "blkio.bfq.weight")  # BFQ's, as runc does
             write_file(target, value)
         devices = self._dir("devices")
         if resources.devices and devices:

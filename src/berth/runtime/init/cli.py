@@ -232,7 +232,7 @@ def cmd_features(root: str, args: Args) -> int:
         "hooks": [],
         "mountOptions": sorted(PROPAGATION_FLAGS) + ["bind", "rbind", "ro", "rw"],
         "linux": {
-            "namespaces": sorted(n for n in NAMESPACE_FLAGS if n not in ("user", "time")),
+            "namespaces": sorted(n for n in NAMESPACE_FLAGS if n != "time"),
             "capabilities": list(CAPABILITY_NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False},
             "seccomp": {

@@ -115,6 +115,14 @@ class Namespace(NamedTuple):
     path: str = ""
 
 
+class IDRange(NamedTuple):
+    """One ``linux.uidMappings``/``gidMappings`` entry."""
+
+    container_id: int
+    host_id: int
+    size: int
+
+
 class Device(NamedTuple):
     path: str
     type: str
@@ -135,6 +143,8 @@ class Linux(NamedTuple):
     readonly_paths: tuple[str, ...] = ()
     rootfs_propagation: str = ""
     has_seccomp: bool = False
+    uid_mappings: tuple[IDRange, ...] = ()
+    gid_mappings: tuple[IDRange, ...] = ()
 
     def namespace(self, kind: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == kind), None)
@@ -268,6 +278,7 @@ def parse_resources(raw: dict[str, Any]) -> CgroupResources:
     mem = _obj(raw.get("memory"), "linux.resources.memory")
     cpu = _obj(raw.get("cpu"), "linux.resources.cpu")
     pids = _obj(raw.get("pids"), "linux.resources.pids")
+    block_io = _obj(raw.get("blockIO"), "linux.resources.blockIO")
     rules = []
     for item in _list(raw.get("devices"), "linux.resources.devices"):
         item = _obj(item, "linux.resources.devices[]")
@@ -292,6 +303,7 @@ def parse_resources(raw: dict[str, Any]) -> CgroupResources:
         cpuset_cpus=_str(cpu.get("cpus"), "cpu.cpus") or None,
         cpuset_mems=_str(cpu.get("mems"), "cpu.mems") or None,
         pids_limit=_opt_int(pids.get("limit"), "pids.limit"),
+        blkio_weight=_opt_int(block_io.get("weight"), "blockIO.weight"),
         # Rules are applied after "deny all"; the default nodes stay usable, as with runc.
         devices=(DeviceRule(False, "a"), *rules, *DEFAULT_DEVICE_RULES) if rules else (),
     )
@@ -306,8 +318,8 @@ def parse_linux(raw: dict[str, Any]) -> Linux:
             raise InvalidArgument(f"namespace type {kind!r} is not supported")
         if any(n.type == kind for n in namespaces):
             raise InvalidArgument(f"duplicated namespace {kind!r}")
-        if kind in ("user", "time"):
-            raise NotImplementedByBerth(f"{kind} namespaces are not supported by berth-runtime yet")
+        if kind == "time":
+            raise NotImplementedByBerth("time namespaces are not supported by berth-runtime yet")
         path = _str(item.get("path"), "namespace path")
         if path and not os.path.exists(path):
             raise InvalidArgument(f"namespace {kind} path {path} does not exist")
@@ -334,9 +346,14 @@ def parse_linux(raw: dict[str, Any]) -> Linux:
     for key in sysctl:
         if not isinstance(sysctl[key], str) or "/" in key or ".." in key:
             raise InvalidArgument(f"invalid sysctl {key!r}")
-    for key in ("uidMappings", "gidMappings"):
-        if raw.get(key):
-            raise NotImplementedByBerth("user namespace mappings are not supported yet")
+    uid_mappings = _id_ranges(raw.get("uidMappings"), "linux.uidMappings")
+    gid_mappings = _id_ranges(raw.get("gidMappings"), "linux.gidMappings")
+    user = next((n for n in namespaces if n.type == "user"), None)
+    if user is None and (uid_mappings or gid_mappings):
+        raise InvalidArgument("user namespace mappings specified, but USER namespace isn't "
+                              "enabled in the config")
+    if user is not None and not user.path and not (uid_mappings and gid_mappings):
+        raise InvalidArgument("user namespaces enabled, but no user mappings found")
     return Linux(
         namespaces=tuple(namespaces),
         devices=tuple(devices),
@@ -347,7 +364,26 @@ def parse_linux(raw: dict[str, Any]) -> Linux:
         readonly_paths=_strs(raw.get("readonlyPaths"), "linux.readonlyPaths"),
         rootfs_propagation=propagation,
         has_seccomp=raw.get("seccomp") is not None,
+        uid_mappings=uid_mappings,
+        gid_mappings=gid_mappings,
     )
+
+
+def _id_ranges(raw: Any, where: str) -> tuple[IDRange, ...]:
+    out = []
+    for item in _list(raw, where):
+        item = _obj(item, f"{where}[]")
+        entry = IDRange(_int(item.get("containerID"), "containerID"),
+                        _int(item.get("hostID"), "hostID"), _int(item.get("size"), "size"))
+        if min(entry) < 0 or entry.size == 0:
+            raise InvalidArgument(f"invalid {where} entry {dict(item)}")
+        out.append(entry)
+    return tuple(out)
+
+
+def id_map_text(ranges: tuple[IDRange, ...]) -> str:
+    """What ``/proc/<pid>/uid_map`` (or ``gid_map``) takes for these ranges."""
+    return "".join(f"{r.container_id} {r.host_id} {r.size}\n" for r in ranges)
 
 
 def parse_spec(raw: Any, bundle: str) -> Spec:

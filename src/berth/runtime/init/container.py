@@ -12,11 +12,30 @@ import signal
 import time
 from typing import NamedTuple
 
-from berth.errors import AlreadyExists, Conflict, InvalidArgument, RuntimeFailure
+from berth.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotImplementedByBerth,
+    RuntimeFailure,
+)
 from berth.runtime.cgroups.base import CgroupManager, open_cgroup
-from berth.runtime.init.config import NAMESPACE_FLAGS, Process, Spec, load_spec, validate_id
+from berth.runtime.init.config import (
+    NAMESPACE_FLAGS,
+    Process,
+    Spec,
+    id_map_text,
+    load_spec,
+    validate_id,
+)
 from berth.runtime.init.messages import MessageReader, send_go
-from berth.runtime.init.process import ExecContext, InitContext, run_exec, run_init
+from berth.runtime.init.process import (
+    ExecContext,
+    InitContext,
+    run_exec,
+    run_init,
+    run_intermediate,
+)
 from berth.runtime.init.state import (
     EXEC_FIFO,
     ContainerState,
@@ -35,6 +54,7 @@ from berth.runtime.syscalls import (
     CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
+    CLONE_NEWUSER,
     CLONE_NEWUTS,
     Syscalls,
 )
@@ -104,11 +124,18 @@ def _clone_init(
     spec: Spec, cgroup: CgroupManager, fifo: str, console_socket: str | None, sys: Syscalls,
     fds: list[int],
 ) -> tuple[int, int]:
-    """Clone the init with every new namespace at once, place it in the cgroup, await "ready"."""
+    """Clone the init with every new namespace at once, place it in the cgroup, await "ready".
+
+    With a user namespace an intermediate child makes the namespaces (``_clone_via``)."""
     join: list[tuple[int, int]] = []
     flags = 0
     unshare_cgroup = False
-    for ns in spec.linux.namespaces:
+    userns = spec.linux.namespace("user")
+    if userns is not None and (pid_ns := spec.linux.namespace("pid")) and pid_ns.path:
+        raise NotImplementedByBerth("joining a PID namespace from a user namespace is not "
+                                    "supported by berth-runtime yet")
+    # the user namespace first: the others may belong to it
+    for ns in sorted(spec.linux.namespaces, key=lambda n: n.type != "user"):
         flag = NAMESPACE_FLAGS[ns.type]
         if ns.path:
             fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -129,11 +156,14 @@ def _clone_init(
     fds.extend((to_parent_w, from_parent_r, from_parent_w))
     ctx = InitContext(spec, to_parent_w, from_parent_r, exec_fifo, console_fd, tuple(join),
                       unshare_cgroup, cgroup.paths())
-    pid = sys.clone(flags)
-    if pid == 0:
-        os.close(to_parent_r)
-        os.close(from_parent_w)
-        run_init(ctx, sys)
+    if userns is not None:
+        pid = _clone_via(ctx, flags, (to_parent_r, from_parent_w), sys)
+    else:
+        pid = sys.clone(flags)
+        if pid == 0:
+            os.close(to_parent_r)
+            os.close(from_parent_w)
+            run_init(ctx, sys)
     reader = MessageReader(to_parent_r)
     try:
         os.close(to_parent_w)
@@ -153,6 +183,44 @@ def _clone_init(
     return pid, to_parent_r
 
 
+def _clone_via(ctx: InitContext, flags: int, parent_ends: tuple[int, int],
+               sys: Syscalls) -> int:
+    """The init of a container with a user namespace, made by an intermediate child (see
+    ``process.run_intermediate``); it is still our child (CLONE_PARENT). Returns its pid."""
+    up_r, up_w = os.pipe2(os.O_CLOEXEC)
+    down_r, down_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        mid = sys.clone(0)
+        if mid == 0:
+            for fd in (up_r, down_w, *parent_ends):
+                os.close(fd)
+            run_intermediate(ctx, flags, up_w, down_r, sys)
+        os.close(up_w)
+        os.close(down_r)
+        up_w = down_r = -1
+        try:
+            reader = MessageReader(up_r)
+            message = reader.next()
+            if message is not None and message.kind == "map":
+                linux = ctx.spec.linux
+                # gid_map before uid_map is runc's order; both by us, root of the parent
+                for kind, ranges in (("gid", linux.gid_mappings), ("uid", linux.uid_mappings)):
+                    with open(f"/proc/{mid}/{kind}_map", "w") as f:
+                        f.write(id_map_text(ranges))
+                send_go(down_w)
+                message = reader.next()
+        finally:
+            os.waitpid(mid, 0)
+        if message is None or message.kind != "pid":
+            text = message.text if message else "container init exited during setup"
+            raise RuntimeFailure(text, exit_code=_exit_code_for(text))
+        return int(message.text)
+    finally:
+        for fd in (up_r, up_w, down_r, down_w):
+            if fd >= 0:
+                os.close(fd)
+
+
 def _connect_console(path: str | None, fds: list[int]) -> int | None:
     """Connect to the caller's console socket; the init sends the pty master over it."""
     if not path:
@@ -170,8 +238,9 @@ def _connect_console(path: str | None, fds: list[int]) -> int | None:
     return fd
 
 
-_EXEC_NAMESPACES = (("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
-                    ("cgroup", CLONE_NEWCGROUP), ("mnt", CLONE_NEWNS))
+# user first (the others belong to it), mount last
+_EXEC_NAMESPACES = (("user", CLONE_NEWUSER), ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS),
+                    ("net", CLONE_NEWNET), ("cgroup", CLONE_NEWCGROUP), ("mnt", CLONE_NEWNS))
 
 
 def exec_process(

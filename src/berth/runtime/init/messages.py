@@ -2,6 +2,9 @@
 
 parent                                 init (cloned child)
   clone ───────────────────────────────▶ joins namespaces by path, waits
+  (with a user namespace an intermediate child comes first: it joins, unshares the user
+   namespace and asks for its maps ("map" ▶ written, go), unshares the rest, clones the init
+   as the parent's own child and reports its pid ("pid"), then exits)
   cgroup add_pid, send_go ─────────────▶ rootfs, devices, pivot_root, user, caps ...
   wait_ready ◀──────────────────────── send_ready (or send_error, then exit)
   (start) open exec.fifo ──────────────▶ exec
@@ -22,7 +25,7 @@ _GO = b"G"
 
 
 class InitMessage(NamedTuple):
-    kind: str  # "ready" | "error"
+    kind: str  # "ready" | "error"; from an intermediate: "map" | "pid"
     text: str = ""
 
 
@@ -38,6 +41,10 @@ def wait_go(fd: int) -> None:
 
 def send_ready(fd: int) -> None:
     os.write(fd, b'{"kind": "ready"}\n')
+
+
+def send(fd: int, kind: str, text: str = "") -> None:
+    os.write(fd, (json.dumps({"kind": kind, "text": text}) + "\n").encode())
 
 
 def send_error(fd: int, text: str) -> None:

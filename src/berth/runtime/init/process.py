@@ -20,7 +20,7 @@ from berth.runtime.init import capabilities as caps
 from berth.runtime.init import rootfs
 from berth.runtime.init import seccomp as seccomp_filter
 from berth.runtime.init.config import Process, Spec
-from berth.runtime.init.messages import send_error, send_ready, wait_go
+from berth.runtime.init.messages import send, send_error, send_ready, wait_go
 from berth.runtime.syscalls import Syscalls
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -56,6 +56,52 @@ def run_init(ctx: InitContext, sys: Syscalls) -> NoReturn:
         finally:
             os._exit(1)
     os._exit(1)
+
+
+def run_intermediate(ctx: InitContext, new_flags: int, to_parent: int, from_parent: int,
+                     sys: Syscalls) -> NoReturn:
+    """The child between the runtime and an init in a user namespace (runc's stage 1).
+
+    The runtime itself must stay root of the host (cgroups, state files), and a process only
+    gets namespaces that belong to a user namespace by creating them *after* entering it; the
+    PID namespace then needs one more child to be its PID 1."""
+    try:
+        # Join by path first, the user namespace before the others, which may belong to it.
+        for fd, nstype in ctx.join_namespaces:
+            sys.setns(fd, nstype)
+            os.close(fd)
+        # A new user namespace has no IDs until the runtime writes its maps.
+        if new_flags & sc.CLONE_NEWUSER:
+            sys.unshare(sc.CLONE_NEWUSER)
+            send(to_parent, "map")
+            wait_go(from_parent)
+        become_userns_root(sys)
+        # Every other new namespace now belongs to the user namespace (PID: to our child).
+        rest = new_flags & ~sc.CLONE_NEWUSER
+        if rest:
+            sys.unshare(rest)
+        pid = sys.clone(sc.CLONE_PARENT)
+        if pid == 0:
+            os.close(to_parent)
+            os.close(from_parent)
+            run_init(ctx._replace(join_namespaces=()), sys)
+        send(to_parent, "pid", str(pid))
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        try:
+            send_error(to_parent, _describe(err))
+        finally:
+            os._exit(1)
+    os._exit(0)
+
+
+def become_userns_root(sys: Syscalls) -> None:
+    """Root of the user namespace just entered: what we create then belongs to its root (an
+    unmapped owner could not even be chowned); /proc/self stays ours (a non-dumpable
+    process's belongs to the host's root)."""
+    sys.setgroups([])
+    sys.setresgid(0)
+    sys.setresuid(0)
+    sys.prctl(sc.PR_SET_DUMPABLE, 1)
 
 
 def _describe(err: BaseException) -> str:
@@ -229,6 +275,8 @@ def run_exec(ctx: ExecContext, sys: Syscalls) -> NoReturn:
         for fd, nstype in ctx.join_namespaces:
             sys.setns(fd, nstype)
             os.close(fd)
+        if any(nstype == sc.CLONE_NEWUSER for _, nstype in ctx.join_namespaces):
+            become_userns_root(sys)
         # The parent moves us into the container's cgroup before anything runs.
         wait_go(ctx.from_parent)
         # Joining the mount namespace put us at its root; the process's cwd is relative to it.

@@ -57,7 +57,7 @@ class ShimConfig:
     container_id: str
     bundle: str
     socket_path: str
-    log_path: str  # Docker's json-file log, <id>-json.log
+    log_path: str  # Docker's json-file log, <id>-json.log; "" for the none driver
     pid_file: str  # the shim's own pid
     runtime: str = "runc"
     runtime_root: str | None = None
@@ -68,6 +68,8 @@ class ShimConfig:
     linger_seconds: float = 2.0
     drain_seconds: float = 2.0  # how long output may stay open after the init exits
     debug_log: str | None = None  # the shim's own log (it has no stderr)
+    log_max_size: int = 0  # json-file max-size in bytes; 0 = the log is never rotated
+    log_max_files: int = 1  # json-file max-file
 
     @property
     def exit_file(self) -> str:

@@ -139,7 +139,9 @@ class Shim:
             self._signal_ready({"ok": False, "error": str(err)})
             return 1
         try:
-            self._log = JsonLogWriter(self.config.log_path)
+            if self.config.log_path:  # "": the none driver keeps no log
+                self._log = JsonLogWriter(self.config.log_path, self.config.log_max_size,
+                                          self.config.log_max_files)
             self._server = _listen(self.config.socket_path)
             self._socket_ino = os.stat(self.config.socket_path).st_ino
         except OSError as err:
@@ -345,8 +347,8 @@ class Shim:
             if conn is not None and (conn.stdout if stream_id == protocol.STDOUT else conn.stderr):
                 conn.send_bounded(payload, CLIENT_BUFFER_LIMIT)
             return
-        assert self._log is not None
-        self._log.feed(out.stream, data)
+        if self._log is not None:
+            self._log.feed(out.stream, data)
         for conn in self._conns:
             if conn.mode == "attach" and (
                 conn.stdout if stream_id == protocol.STDOUT else conn.stderr
