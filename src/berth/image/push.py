@@ -7,9 +7,10 @@ imported) has uncompressed layers: as dockerd, they are pushed gzip-compressed
 (``berth.image._gzip``, pieces compressed on a thread pool while the upload streams) under a
 schema2 manifest naming the compressed blobs. What each layer became is remembered per
 registry and repository (``pushed_blobs``, dockerd's v2 metadata): a later push of that layer
-HEADs the blob it became (present: nothing to compress or send), or mounts it from another
-repository of the registry; the compression is deterministic, so the manifest and its digest
-come out the same every time.
+HEADs the likeliest blob it became in the target repository (present: nothing to compress or
+send), else mounts it from the nearest other repository of the registry (``rank_pushed``:
+dockerd's order), else compresses it again; the compression is deterministic, so the manifest
+and its digest come out the same every time.
 
 Per blob as stored: HEAD (present: skip), else a cross-repository mount from another repository
 of the same registry that has the image (the mount falls back to a normal upload session, which
