@@ -165,7 +165,7 @@ def print_json_messages(messages: Iterable[dict[str, Any]], out: TextIO,
         line = f"{ident}: {status}" if ident else str(status)
         if progress and tty:
             line += " " + progress
-        if tty and ident:
+        if tty and ident and ("progressDetail" in msg or progress):
             if ident in rows:
                 up = len(rows) - rows[ident]
                 out.write(f"\x1b[{up}A\r\x1b[2K{line}\n")
@@ -173,7 +173,11 @@ def print_json_messages(messages: Iterable[dict[str, Any]], out: TextIO,
                     out.write(f"\x1b[{up - 1}B")
                 continue
             rows[ident] = len(rows)
-        elif progress and not tty:
+        elif tty:
+            # a line that is not a layer's progress: later layers start afresh below it (pull
+            # -a shows each tag's layers under its own "Pulling from" line, as docker does)
+            rows = {}
+        elif progress:
             continue  # docker prints no progress bars to a pipe
         out.write(line + "\n")
         out.flush()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from berth.content import writeback
 from berth.errors import DigestMismatch, Internal, InvalidArgument, NotFound
 from berth.oci.digest import Digest, parse_digest
 
@@ -139,37 +140,16 @@ class LocalContentStore:
         algorithm = "sha256"
         if expected_digest is not None:
             algorithm = parse_digest(expected_digest).split(":", 1)[0]
-        hasher = hashlib.new(algorithm)
-        fd, tmp_name = tempfile.mkstemp(dir=self.ingest_root)
-        tmp = Path(tmp_name)
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                while chunk := stream.read(_CHUNK):
-                    hasher.update(chunk)
-                    f.write(chunk)
-                    size += len(chunk)
-                    if expected_size is not None and size > expected_size:
-                        break
-                f.flush()
-                os.fsync(f.fileno())
-            digest = Digest(f"{algorithm}:{hasher.hexdigest()}")
-            if expected_size is not None and size != expected_size:
-                raise DigestMismatch(
-                    f"size mismatch for {expected_digest or digest}: "
-                    f"expected {expected_size} bytes, got {size}"
-                    + (" or more" if size > expected_size else "")
-                )
-            if expected_digest is not None and digest != expected_digest:
-                raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {digest}")
-            if self.has(digest):
-                tmp.unlink()
-                return BlobInfo(digest, size), False
-            self._rename_into_place(tmp, digest)
-            return BlobInfo(digest, size), True
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with self.writer(algorithm) as writer:
+            while chunk := stream.read(_CHUNK):
+                writer.write(chunk)
+                if expected_size is not None and writer.size > expected_size:
+                    break
+            return writer.commit(expected_digest, expected_size)
+
+    def writer(self, algorithm: str = "sha256") -> BlobWriter:
+        """A blob written piece by piece (a download that others read as it arrives)."""
+        return BlobWriter(self, algorithm)
 
     def ingest_file(self, path: Path, digest: str, size: int) -> BlobInfo:
         """Move an already verified file (on this filesystem, e.g. under ``ingest_root``) in."""
@@ -189,3 +169,80 @@ class LocalContentStore:
             raise Internal(f"cannot commit blob {digest}: {err}") from err
         _fsync_dir(final.parent)
         log.debug("committed blob %s", digest)
+
+
+class BlobWriter:
+    """One blob being written under ``ingest/``: hashed as it comes, named only by ``commit``.
+
+    Used as a context manager: leaving it without a commit removes the temp file, so a failed
+    or interrupted write leaves nothing behind.
+    """
+
+    def __init__(self, store: LocalContentStore, algorithm: str = "sha256") -> None:
+        self._store = store
+        self._hasher = hashlib.new(algorithm)
+        self._algorithm = algorithm
+        fd, name = tempfile.mkstemp(dir=store.ingest_root)
+        self._file = os.fdopen(fd, "wb")
+        self._path = Path(name)
+        self._done = False
+        self.size = 0
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+    def write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._file.write(data)
+        before, self.size = self.size, self.size + len(data)
+        if before // writeback.EVERY != self.size // writeback.EVERY:
+            self._file.flush()
+            writeback.start_writeback(self._file.fileno())
+
+    @property
+    def digest(self) -> Digest:
+        """The digest of what was written so far."""
+        return Digest(f"{self._algorithm}:{self._hasher.hexdigest()}")
+
+    def verify(self, expected_digest: str | None = None,
+               expected_size: int | None = None) -> Digest:
+        """Raise DigestMismatch unless what was written so far has this size and digest."""
+        digest = self.digest
+        if expected_size is not None and self.size != expected_size:
+            raise DigestMismatch(
+                f"size mismatch for {expected_digest or digest}: "
+                f"expected {expected_size} bytes, got {self.size}"
+                + (" or more" if self.size > expected_size else "")
+            )
+        if expected_digest is not None and digest != expected_digest:
+            raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {digest}")
+        return digest
+
+    def commit(self, expected_digest: str | None = None,
+               expected_size: int | None = None) -> tuple[BlobInfo, bool]:
+        """Verify, fsync and name the blob; False when it was in the store already."""
+        try:
+            digest = self.verify(expected_digest, expected_size)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if self._store.has(digest):
+                self._path.unlink()
+                new = False
+            else:
+                self._store._rename_into_place(self._path, digest)
+                new = True
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return BlobInfo(digest, self.size), new
+
+    def abort(self) -> None:
+        self._done = True
+        self._file.close()
+        self._path.unlink(missing_ok=True)

@@ -110,11 +110,13 @@ class EventedPuller:
         self._bus = bus
 
     def pull(self, ref: str, auth: str | None, progress: Progress,
-             platform: str | None = None) -> None:
-        if platform is None:
-            self._puller.pull(ref, auth, progress)
-        else:
-            self._puller.pull(ref, auth, progress, platform)
+             platform: str | None = None, all_tags: bool = False) -> None:
+        options: dict[str, Any] = {}
+        if platform is not None:
+            options["platform"] = platform
+        if all_tags:
+            options["all_tags"] = True
+        self._puller.pull(ref, auth, progress, **options)
         name = familiar(ref)
         self._bus.publish("image", "pull", name, {"name": name})
 

@@ -18,6 +18,7 @@ from berth.image.pull import RegistryPuller
 from berth.image.push import RegistryPusher
 from berth.image.store import ImageStore
 from berth.registry.client import DEFAULT_CERTS_DIR, RegistryClient, RegistryConfig
+from berth.snapshot.layers import LayerStore
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,12 @@ class Registries:
 
 
 def build_registries(config: DaemonConfig, images: ImageStore, content: LocalContentStore,
-                     environ: Mapping[str, str] = os.environ) -> Registries:
+                     layers: LayerStore, environ: Mapping[str, str] = os.environ) -> Registries:
     certs = environ.get("BERTH_CERTS_DIR")
     client = RegistryClient(RegistryConfig(
         insecure_registries=config.insecure_registries,
         mirrors=config.registry_mirrors,
         certs_dir=Path(certs) if certs else DEFAULT_CERTS_DIR,
     ))
-    return Registries(client, RegistryPuller(images, content, client),
+    return Registries(client, RegistryPuller(images, content, layers, client),
                       RegistryPusher(images, content, client))

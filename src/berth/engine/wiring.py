@@ -135,7 +135,7 @@ def build_engine(config: DaemonConfig, remap: RemappedRoot | None = None) -> Eng
     return Engine(config=config, id=load_engine_id(root), images=images, root=root,
                   containers=containers,
                   events=events, execs=execs,
-                  registries=build_registries(config, images, content), networks=networks,
+                  registries=build_registries(config, images, content, layers), networks=networks,
                   builds=BuildService(images, containers, layers, root),
                   volumes=volumes, archives=ArchiveService(containers, mounts, images, layers,
                                                             on_event=container_events))

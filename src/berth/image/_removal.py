@@ -159,7 +159,7 @@ def _delete(
 def _release(store: ImageStore, row: refs.ImageRow, manifest: Manifest, records: Records) -> None:
     """Drop the layers and blobs no remaining image uses, top layer first (as Docker lists)."""
     remaining = store._db.images()
-    chains_in_use = {c for other in remaining for c in other.chain}
+    chains_in_use = {c for other in remaining for c in other.chain} | store.leased_layers()
     for chain in reversed(row.chain):
         if chain in chains_in_use or not store._layers.exists(chain):
             continue

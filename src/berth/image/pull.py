@@ -1,14 +1,20 @@
 """``docker pull``: resolve a reference on its registry, fetch blobs into content, record the image.
 
 The walk: manifest by tag or digest → (index or manifest list: the entry for the wanted
-platform, fetched by digest) → config → layers, downloaded concurrently, each verified against
-its digest while it streams into the content store (a blob gets its name only once verified, so
-an interrupted or corrupt download leaves nothing behind). Blobs already in content are not
-fetched again. Then the image store unpacks the layers once per chain ID and records the names.
-If the pull fails, blobs it wrote are removed again: the store is as it was.
+platform, fetched by digest) → config → layers (``berth.image._fetch``: downloaded
+concurrently, each unpacked while it streams in and verified against its digest before it is
+named, published bottom first). Blobs and layers already here are not fetched again. Then the
+image store records the image and its names. If the pull fails, the blobs and layers it added
+are removed again: the store is as it was. While a pull runs, the layers it needs are leased
+from the image store, so no ``rmi`` or failing pull takes them away meanwhile.
 
-Progress goes out as Docker's JSON messages (``Pulling fs layer``, ``Downloading``, ``Verifying
-Checksum``, ``Download complete``, ``Extracting``, ``Pull complete``, ``Digest:``, ``Status:``).
+``all_tags`` (``docker pull -a``, or ``POST /images/create`` without a tag): the tags as the
+registry lists them (``Link`` pages followed), pulled one after another, each with its own
+``Pulling from`` and ``Digest:`` lines, then one ``Status:`` line for the repository.
+
+Progress goes out as Docker's JSON messages (``Pulling fs layer``, ``Waiting``, ``Downloading``,
+``Verifying Checksum``, ``Download complete``, ``Extracting``, ``Pull complete``, ``Digest:``,
+``Status:``).
 """
 
 from __future__ import annotations
@@ -17,18 +23,19 @@ import http.client
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, cast
 
 from berth.content.store import LocalContentStore
 from berth.errors import BerthError, DigestMismatch, InvalidArgument, NotFound, Unavailable
+from berth.image._fetch import Fetched, LayerFetcher, LayerTarget
 from berth.image.archive import host_platform
-from berth.image.progress import ProgressSink, progress_bar, short_id
+from berth.image.progress import ProgressSink
 from berth.oci import descriptor as mt
 from berth.oci.descriptor import Descriptor, Platform
-from berth.oci.digest import Digest
-from berth.oci.image import Index, Manifest
+from berth.oci.digest import ChainID, chain_ids
+from berth.oci.image import Image, Index, Manifest
 from berth.reference import DEFAULT_TAG, Reference, parse_named
 from berth.registry.auth import AuthConfig, decode_registry_auth
 from berth.registry.client import RegistryClient, RemoteManifest, Repository
@@ -37,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[Mapping[str, Any]], None]
 _DOWNLOAD_WORKERS = 3  # dockerd's max-concurrent-downloads default
-_REPORT_EVERY = 512 * 1024
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
                  "armel": "arm", "i386": "386"}
 
@@ -46,6 +52,8 @@ class ImageRecorder(Protocol):
     """The part of ``ImageStore`` a pull needs."""
 
     def resolve(self, name_or_id: str) -> str: ...
+    def layer_lease(self, chains: Sequence[ChainID]) -> AbstractContextManager[None]: ...
+    def drop_layers(self, chains: Sequence[ChainID]) -> None: ...
     def register_manifest(self, manifest_digest: str, tags: Sequence[str] = (),
                           digest_names: Sequence[str] = ()) -> str: ...
     def add_digest_ref(self, name: str, manifest_digest: str, image_id: str) -> None: ...
@@ -134,19 +142,42 @@ def media_type_of(remote: RemoteManifest) -> str:
 class RegistryPuller:
     """Pulls images from registries into the image store (``ImagePuller`` of the API)."""
 
-    def __init__(self, images: ImageRecorder, content: LocalContentStore,
+    def __init__(self, images: ImageRecorder, content: LocalContentStore, layers: LayerTarget,
                  client: RegistryClient, workers: int = _DOWNLOAD_WORKERS) -> None:
         self._images = images
         self._content = content
+        self._layers = layers
         self._client = client
         self._workers = workers
 
     def pull(self, ref: str, auth: str | None, progress: Progress,
-             platform: str | None = None) -> None:
-        target = _target(ref)
+             platform: str | None = None, all_tags: bool = False) -> None:
+        """Pull ``ref``; with ``all_tags``, every tag of the repository ``ref`` names."""
         want = parse_platform(platform)
         credentials = decode_registry_auth(auth)
-        repo, top = self._resolve(target, credentials)
+        sink = ProgressSink(progress)
+        if all_tags:
+            name = parse_named(ref)
+            if name.tag is not None or name.digest is not None:
+                raise InvalidArgument("tag can't be used with --all-tags/-a")
+            repo, tags = self._tags(name, credentials)
+            pulled_new = False
+            for tag in tags:
+                target = _Target(name.with_tag(tag), name.with_tag(tag).familiar_string())
+                top = self._fetch_manifest(repo, target)
+                pulled_new = self._pull_one(repo, target, top, want, sink) or pulled_new
+            shown = name.familiar_name
+        else:
+            target = _target(ref)
+            repo, top = self._resolve(target, credentials)
+            pulled_new = self._pull_one(repo, target, top, want, sink)
+            shown = target.familiar
+        state = "Downloaded newer image for" if pulled_new else "Image is up to date for"
+        sink.send({"status": f"Status: {state} {shown}"})
+
+    def _pull_one(self, repo: Repository, target: _Target, top: RemoteManifest, want: Platform,
+                  sink: ProgressSink) -> bool:
+        """One tag or digest; True when something was downloaded or a name moved."""
         remote = top
         if media_type_of(top) in mt.INDEX_TYPES:
             entry = select_manifest(Index.from_bytes(top.data), want)
@@ -156,39 +187,47 @@ class RegistryPuller:
             raise InvalidArgument(f"unsupported manifest media type {kind or 'unknown'} for "
                                   f"{target.familiar}")
         manifest = Manifest.from_bytes(remote.data)
-        sink = ProgressSink(progress)
         sink.send({"status": f"Pulling from {target.ref.path}",
                    "id": target.ref.tag or target.ref.digest})
         before = self._existing(target)
-        written: list[Digest] = []
+        done = Fetched()
         try:
-            self._fetch_blob(repo, manifest.config, written, sink, quiet=True)
-            if not self._known(manifest.config.digest):
-                # as dockerd: an image it has already gets no per-layer lines
-                self._fetch_layers(repo, manifest.layers, written, sink)
-            if not self._content.has(remote.digest):
-                # exact bytes as received: their digest is the one the registry named
-                self._content.write_blob(remote.data)
-                written.append(remote.digest)
-            tags = [target.ref.string()] if target.ref.tag else []
-            names = [target.ref.name] if remote is top else []
-            image_id = self._images.register_manifest(remote.digest, tags, names)
-            if remote is not top:
-                self._images.add_digest_ref(target.ref.name, top.digest, image_id)
+            self._fetch_config(repo, manifest.config, done)
+            image = Image.from_bytes(self._content.read_blob(manifest.config.digest))
+            chains = chain_ids(list(image.rootfs.diff_ids))
+            with self._images.layer_lease(chains):
+                if not self._known(manifest.config.digest):
+                    # as dockerd: an image it has already gets no per-layer lines
+                    fetcher = LayerFetcher(self._content, self._layers, repo, sink,
+                                           self._workers)
+                    fetcher.fetch(manifest.layers, image.rootfs.diff_ids, done)
+                if not self._content.has(remote.digest):
+                    # exact bytes as received: their digest is the one the registry named
+                    self._content.write_blob(remote.data)
+                    done.blobs.append(remote.digest)
+                tags = [target.ref.string()] if target.ref.tag else []
+                names = [target.ref.name] if remote is top else []
+                image_id = self._images.register_manifest(remote.digest, tags, names)
+                if remote is not top:
+                    self._images.add_digest_ref(target.ref.name, top.digest, image_id)
         except BaseException:
-            self._rollback(written)
+            self._rollback(done)
             raise
-        for layer in manifest.layers:
-            if layer.digest in written:
-                ident = short_id(layer.digest)
-                sink.send({"status": "Extracting", "progressDetail":
-                           {"current": layer.size, "total": layer.size},
-                           "progress": progress_bar(layer.size, layer.size), "id": ident})
-                sink.send({"status": "Pull complete", "progressDetail": {}, "id": ident})
         sink.send({"status": f"Digest: {top.digest}"})
-        state = "Image is up to date for" if before == image_id and not written else \
-            "Downloaded newer image for"
-        sink.send({"status": f"Status: {state} {target.familiar}"})
+        return before != image_id or bool(done.blobs or done.chains)
+
+    def _tags(self, name: Reference, credentials: AuthConfig) -> tuple[Repository, list[str]]:
+        """The tags of ``name`` from the first mirror that lists them, else from the registry."""
+        for mirror in self._client.mirrors(name.domain, name.path, credentials):
+            try:
+                return mirror, mirror.list_tags()
+            except BerthError as err:
+                log.info("mirror %s: %s; trying the next source", mirror.endpoint.host, err)
+        repo = self._client.repository(name.domain, name.path, credentials, "pull")
+        try:
+            return repo, repo.list_tags()
+        except NotFound as err:
+            raise NotFound(f"repository {name.familiar_name} not found: {err.message}") from err
 
     def _resolve(self, target: _Target, credentials: AuthConfig
                  ) -> tuple[Repository, RemoteManifest]:
@@ -228,91 +267,31 @@ class RegistryPuller:
                                f"{err.message}") from err
             raise NotFound(f"manifest for {target.familiar} not found: {err.message}") from err
 
-    def _fetch_layers(self, repo: Repository, layers: Sequence[Descriptor],
-                      written: list[Digest], sink: ProgressSink) -> None:
-        todo: list[Descriptor] = []
-        for layer in layers:
-            ident = short_id(layer.digest)
-            if self._content.has(layer.digest) or layer in todo:
-                sink.send({"status": "Already exists", "progressDetail": {}, "id": ident})
-            else:
-                sink.send({"status": "Pulling fs layer", "progressDetail": {}, "id": ident})
-                todo.append(layer)
-        if not todo:
-            return
-        with ThreadPoolExecutor(max_workers=self._workers,
-                                thread_name_prefix="berth-pull") as pool:
-            futures = [pool.submit(self._fetch_blob, repo, layer, written, sink)
-                       for layer in todo]
-            errors: list[BaseException] = []
-            for future in futures:
-                err = future.exception()
-                if err is not None:
-                    errors.append(err)
-        if errors:
-            # a wrong digest says the most; else the first failure
-            raise next((e for e in errors if isinstance(e, DigestMismatch)), errors[0])
-
-    def _fetch_blob(self, repo: Repository, desc: Descriptor, written: list[Digest],
-                    sink: ProgressSink, quiet: bool = False) -> None:
+    def _fetch_config(self, repo: Repository, desc: Descriptor, done: Fetched) -> None:
         if self._content.has(desc.digest):
             return
-        if desc.urls and desc.media_type in (mt.DOCKER_FOREIGN_LAYER,
-                                             mt.DOCKER_FOREIGN_LAYER_GZIP):
-            raise InvalidArgument(f"foreign layer {desc.digest} is not supported")
-        ident = short_id(desc.digest)
         with repo.open_blob(desc.digest) as resp:
-            reader = _Reporting(cast(BinaryIO, resp), desc.size,
-                                None if quiet else lambda done: sink.send({
-                                    "status": "Downloading",
-                                    "progressDetail": {"current": done, "total": desc.size},
-                                    "progress": progress_bar(done, desc.size), "id": ident}))
             try:
-                info, new = self._content.ingest_new(cast(BinaryIO, reader), desc.digest,
+                info, new = self._content.ingest_new(cast(BinaryIO, resp), desc.digest,
                                                      desc.size)
             except DigestMismatch as err:
-                log.warning("blob %s from %s: %s", desc.digest, repo.path, err)
-                raise DigestMismatch(
-                    f"filesystem layer verification failed for digest {desc.digest}") from err
-            except Unavailable as err:
-                raise Unavailable(f"failed to download {desc.digest}: {err.message}") from err
+                raise DigestMismatch(f"image config verification failed for digest "
+                                     f"{desc.digest}") from err
             except (OSError, http.client.HTTPException) as err:
                 raise Unavailable(f"failed to download {desc.digest}: {err}") from err
         if new:
-            written.append(info.digest)
-        if not quiet:
-            sink.send({"status": "Verifying Checksum", "progressDetail": {}, "id": ident})
-            sink.send({"status": "Download complete", "progressDetail": {}, "id": ident})
+            done.blobs.append(info.digest)
 
-    def _rollback(self, written: Sequence[Digest]) -> None:
-        for digest in written:
+    def _rollback(self, done: Fetched) -> None:
+        """Take back what a failed pull added: its layers (unless now in use), its blobs."""
+        try:
+            self._images.drop_layers(done.chains)
+        except Exception:
+            log.exception("could not remove the layers of a failed pull")
+        for digest in done.blobs:
             try:
                 self._content.delete(digest)
             except NotFound:
                 pass
             except OSError:
                 log.exception("could not remove blob %s after a failed pull", digest)
-
-
-class _Reporting:
-    """Counts bytes read and reports every ``_REPORT_EVERY`` bytes and at the end."""
-
-    def __init__(self, source: BinaryIO, total: int,
-                 report: Callable[[int], None] | None) -> None:
-        self._source = source
-        self._total = total
-        self._report = report
-        self._done = 0
-        self._last = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        if not data and size != 0 and self._done < self._total:
-            # http.client returns short reads when the connection drops: say what happened
-            raise Unavailable("unexpected EOF")
-        self._done += len(data)
-        if self._report is not None and data and (
-                self._done - self._last >= _REPORT_EVERY or self._done >= self._total):
-            self._last = self._done
-            self._report(self._done)
-        return data

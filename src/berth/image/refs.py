@@ -18,6 +18,17 @@ Schema::
       repo      TEXT NOT NULL      -- docker.io/library/busybox
       kind      TEXT NOT NULL      -- 'tag' or 'digest'
 
+    pushed_blobs                   -- what a layer became when pushed compressed (dockerd's
+                                   --   v2 metadata): a later push HEADs or mounts it instead
+      diff_id    TEXT NOT NULL     -- the uncompressed layer
+      registry   TEXT NOT NULL     -- host[:port] as in the reference (docker.io for the Hub)
+      repo       TEXT NOT NULL     -- the repository path it was pushed to (library/busybox)
+      digest     TEXT NOT NULL     -- the compressed blob the registry got
+      size       INTEGER NOT NULL
+      media_type TEXT NOT NULL
+      added      REAL NOT NULL     -- when (unix time): the newest is tried first
+      PRIMARY KEY (diff_id, registry, repo)
+
 Every change is one transaction; a reference never names an image that is not recorded.
 """
 
@@ -29,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.oci.digest import ChainID, Digest
+from berth.oci.digest import ChainID, DiffID, Digest
 from berth.sqlite_db import SqliteDatabase
 
 _SCHEMA = """
@@ -50,6 +61,16 @@ CREATE TABLE IF NOT EXISTS image_refs (
 );
 CREATE INDEX IF NOT EXISTS image_refs_by_image ON image_refs(image_id);
 CREATE INDEX IF NOT EXISTS images_by_parent ON images(parent);
+CREATE TABLE IF NOT EXISTS pushed_blobs (
+    diff_id TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    added REAL NOT NULL,
+    PRIMARY KEY (diff_id, registry, repo)
+);
 """
 
 
@@ -69,6 +90,16 @@ class RefRow:
     image_id: str
     repo: str
     kind: str  # "tag" | "digest"
+
+
+@dataclass(frozen=True)
+class PushedBlob:
+    diff_id: DiffID
+    registry: str
+    repo: str
+    digest: Digest
+    size: int
+    media_type: str
 
 
 class ImageDB(SqliteDatabase):
@@ -113,6 +144,18 @@ class ImageDB(SqliteDatabase):
         )
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
+    def pushed_blobs(self, diff_id: str) -> list[PushedBlob]:
+        """Where the layer went compressed, on any registry; the newest first."""
+        rows = self.query(
+            "SELECT diff_id, registry, repo, digest, size, media_type FROM pushed_blobs"
+            " WHERE diff_id = ? ORDER BY added DESC, registry, repo",
+            (diff_id,),
+        )
+        return [
+            PushedBlob(DiffID(str(a)), str(b), str(c), Digest(str(d)), int(e), str(f))
+            for a, b, c, d, e, f in rows
+        ]
+
     def all_refs(self) -> list[RefRow]:
         rows = self.query("SELECT ref, image_id, repo, kind FROM image_refs ORDER BY ref")
         return [RefRow(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
@@ -147,6 +190,15 @@ def set_ref(conn: sqlite3.Connection, ref: RefRow) -> str | None:
     if old is None or old[0] == ref.image_id:
         return None
     return str(old[0])
+
+
+def record_pushed_blob(conn: sqlite3.Connection, blob: PushedBlob) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO pushed_blobs"
+        " (diff_id, registry, repo, digest, size, media_type, added) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (blob.diff_id, blob.registry, blob.repo, blob.digest, blob.size, blob.media_type,
+         time.time()),
+    )
 
 
 def delete_ref(conn: sqlite3.Connection, ref: str) -> None:

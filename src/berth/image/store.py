@@ -17,7 +17,9 @@ import sqlite3
 import tarfile
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
@@ -95,6 +97,8 @@ class ImageStore(Lookup):
         # Loads, imports and removals are serialised: a removal must not delete a blob that a
         # concurrent load found present and decided not to write again.
         self._lock = threading.RLock()
+        # chain IDs that running pulls need (a count per pull): not removed while leased
+        self._leases: Counter[ChainID] = Counter()
 
     def close(self) -> None:
         self._db.close()
@@ -245,6 +249,40 @@ class ImageStore(Lookup):
                     raise InvalidArgument(f"invalid layer: {err}") from err
                 raise
             return row.id
+
+    @contextmanager
+    def layer_lease(self, chains: Sequence[ChainID]) -> Iterator[None]:
+        """Keep these layers from being removed (by ``rmi`` or a failed pull) meanwhile."""
+        with self._lock:
+            self._leases.update(chains)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._leases.subtract(chains)
+                self._leases = +self._leases  # drop the counts that reached zero
+
+    def leased_layers(self) -> set[ChainID]:
+        with self._lock:
+            return set(self._leases)
+
+    def drop_layers(self, chains: Sequence[ChainID]) -> None:
+        """Remove layers a failed pull published, unless an image or a running pull uses them."""
+        with self._lock:
+            in_use = {c for row in self._db.images() for c in row.chain} | set(self._leases)
+            for chain in reversed(chains):
+                if chain not in in_use and self._layers.exists(chain):
+                    self._layers.remove(chain)
+
+    # -- what pushes compressed ----------------------------------------------------------------
+
+    def pushed_blobs(self, diff_id: str) -> list[refs.PushedBlob]:
+        """The compressed blobs this layer became when pushed, anywhere; the newest first."""
+        return self._db.pushed_blobs(diff_id)
+
+    def record_pushed_blob(self, blob: refs.PushedBlob) -> None:
+        with self._db.transaction() as conn:
+            refs.record_pushed_blob(conn, blob)
 
     # -- import and create ---------------------------------------------------------------------
 

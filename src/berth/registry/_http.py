@@ -23,6 +23,8 @@ from typing import BinaryIO
 
 from berth.errors import Unavailable
 
+_SEND_BLOCK = 256 * 1024  # a streamed request body is read this much at a time (default 8 KiB)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -41,9 +43,11 @@ class Endpoint:
 class Response:
     """A response whose body is read as a stream; closing it closes the connection."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
+                 sock: socket.socket | None = None) -> None:
         self._conn = conn
         self._resp = resp
+        self._sock = sock
         self.status = resp.status
         self.reason = resp.reason
 
@@ -70,6 +74,14 @@ class Response:
     def close(self) -> None:
         self._resp.close()
         self._conn.close()
+
+    def abort(self) -> None:
+        """Cut the connection, from any thread: a read blocked on it returns at once."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
 
 def _go_error(err: BaseException, host: str) -> str:
@@ -127,11 +139,12 @@ def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str
     host, port = proxy if proxy is not None else (endpoint.host, None)
     if endpoint.scheme == "https":
         conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout,
-                                           context=endpoint.tls)
+                                           context=endpoint.tls, blocksize=_SEND_BLOCK)
         if proxy is not None:
             conn.set_tunnel(endpoint.host)
     else:
-        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout,
+                                          blocksize=_SEND_BLOCK)
         if proxy is not None:
             path = endpoint.url(target)
     sent = {"User-Agent": "berth", **headers}
@@ -144,6 +157,7 @@ def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str
         if conn.sock is not None:
             conn.sock.settimeout(read_timeout)
         conn.request(method, path, body=body, headers=sent)
+        sock = conn.sock  # getresponse forgets it when the server will close the connection
         resp = conn.getresponse()
     except (OSError, http.client.HTTPException) as err:
         conn.close()
@@ -152,7 +166,7 @@ def request(endpoint: Endpoint, method: str, target: str, headers: dict[str, str
         if proxy is not None and not connected:
             text = f"proxyconnect tcp: {text}"
         raise Unavailable(f'{method.title()} "{endpoint.url(target)}": {text}') from err
-    return Response(conn, resp)
+    return Response(conn, resp, sock)
 
 
 def error_text(status: int, reason: str, body: bytes) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
 import socket
 import ssl
@@ -62,6 +63,7 @@ MANIFEST_ACCEPT = ", ".join((
 ))
 _MAX_MANIFEST = 4 << 20  # distribution's own limit on manifest PUTs
 _MAX_REDIRECTS = 5
+_MAX_PAGES = 1000  # of a tag list
 DEFAULT_CERTS_DIR = Path("/etc/berth/certs.d")
 
 
@@ -417,6 +419,27 @@ class Repository:
             raise DigestMismatch(f"registry stored the manifest as {told}, expected {digest}")
         return digest
 
+    # -- tags ----------------------------------------------------------------------------------
+
+    def list_tags(self) -> list[str]:
+        """Every tag of the repository, in the registry's order, following ``Link`` pages."""
+        target = f"{self.base}/tags/list"
+        endpoint = self.endpoint
+        tags: list[str] = []
+        seen: set[str] = set()
+        while target not in seen and len(seen) < _MAX_PAGES:
+            seen.add(target)
+            resp = self._request("GET", target, endpoint=endpoint)
+            raw = resp.read_all(_MAX_MANIFEST + 1)
+            if resp.status != 200:
+                self._fail(resp, "GET", target, raw)
+            tags += _parse_tags(raw, self.path)
+            link = next_link(resp.header("Link"))
+            if link is None:
+                break
+            endpoint, target = self._resolve(endpoint, link)
+        return tags
+
     # -- blobs ---------------------------------------------------------------------------------
 
     def has_blob(self, digest: str) -> bool:
@@ -519,6 +542,60 @@ class Repository:
         told = resp.header("Docker-Content-Digest")
         if told and told != digest:
             raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
+
+    def upload_stream(self, stream: BinaryIO, digest_of: Callable[[], str],
+                      location: str | None = None) -> str:
+        """Upload a blob whose digest is known only once it is sent (compressed on the way).
+
+        As dockerd: the whole stream in one PATCH (chunked transfer encoding), then the
+        closing PUT with ``digest_of()``, which is asked after the stream ended. Returns it.
+        """
+        endpoint, target = self._resolve(self.endpoint, location or self.start_upload())
+        resp = self._request("PATCH", target, {"Content-Type": "application/octet-stream"},
+                             stream, endpoint=endpoint)
+        raw = resp.read_all(1 << 20)
+        if resp.status != 202:
+            self._fail(resp, "PATCH", target, raw)
+        endpoint, target = self._resolve(endpoint, resp.header("Location") or target)
+        digest = digest_of()
+        sep = "&" if "?" in target else "?"
+        target += f"{sep}digest={urllib.parse.quote(digest, safe=':')}"
+        resp = self._request("PUT", target, {"Content-Type": "application/octet-stream",
+                                             "Content-Length": "0"}, b"", endpoint=endpoint)
+        raw = resp.read_all(1 << 20)
+        if resp.status not in (201, 204):
+            self._fail(resp, "PUT", target, raw)
+        told = resp.header("Docker-Content-Digest")
+        if told and told != digest:
+            raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
+        return digest
+
+
+def next_link(header: str) -> str | None:
+    """The ``rel="next"`` URL of a ``Link`` header (RFC 8288), as registries paginate."""
+    for part in header.split(","):
+        url, _, params = part.strip().partition(";")
+        url = url.strip()
+        if not (url.startswith("<") and url.endswith(">")):
+            continue
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
+                return url[1:-1]
+    return None
+
+
+def _parse_tags(raw: bytes, path: str) -> list[str]:
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise Unavailable(f"invalid tag list for {path}: {err}") from err
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if tags is None:
+        return []  # a repository whose tags were all deleted
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise Unavailable(f"invalid tag list for {path}")
+    return tags
 
 
 class _Counting:

@@ -25,11 +25,13 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections import deque
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from berth.content import writeback
 from berth.errors import Internal, InvalidArgument, UnsafeArchive
 from berth.oci.idmap import IdentityMapping
 
@@ -47,6 +49,9 @@ _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _EXPORTED_XATTRS = ("security.capability",)
 _MAX_SYMLINK_HOPS = 40
 _COPY_CHUNK = 1 << 20
+# tarfile's stream reader copies what it holds at each read: 64 KiB pieces keep that cheap for
+# headers and still make few calls for file data (its default, 10 KiB, makes 100 per MiB)
+_TAR_BUFSIZE = 64 * 1024
 # failures of the host, not of the archive
 _HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM})
 
@@ -75,7 +80,8 @@ def apply_tar(tar_stream: BinaryIO, dest: Path, ids: IdentityMapping | None = No
     source = _TarInput(tar_stream)
     name = ""
     try:
-        with tarfile.open(fileobj=cast(BinaryIO, source), mode="r|") as tar:
+        with tarfile.open(fileobj=cast(BinaryIO, source), mode="r|",
+                          bufsize=_TAR_BUFSIZE) as tar:
             for member in tar:
                 name = member.name
                 applier.apply(tar, member)
@@ -101,14 +107,15 @@ class _TarInput:
     parse (tarfile alone would end the archive there quietly).
     """
 
-    _KEEP = 64 * 1024  # more than tarfile buffers ahead of the header it parses
+    _KEEP = 2 * _TAR_BUFSIZE  # more than tarfile buffers ahead of the header it parses
 
     def __init__(self, source: BinaryIO) -> None:
         self._source = source
         self._pos = 0
         self._real_end: int | None = None
         self._synthetic = b""
-        self._tail = bytearray()
+        self._tail: deque[bytes] = deque()  # the last pieces read, at least _KEEP bytes
+        self._tail_size = 0
 
     def read(self, size: int = -1) -> bytes:
         if self._real_end is None:
@@ -123,9 +130,10 @@ class _TarInput:
 
     def _record(self, data: bytes) -> bytes:
         self._pos += len(data)
-        self._tail += data
-        if len(self._tail) > 2 * self._KEEP:
-            del self._tail[: len(self._tail) - self._KEEP]
+        self._tail.append(data)  # kept as pieces: no copying on the way
+        self._tail_size += len(data)
+        while self._tail_size - len(self._tail[0]) >= self._KEEP:
+            self._tail_size -= len(self._tail.popleft())
         return data
 
     def check_member(self, member: tarfile.TarInfo) -> None:
@@ -137,8 +145,9 @@ class _TarInput:
         """The block where tarfile stopped must be zeros (or past the real data)."""
         if self._real_end is not None and offset >= self._real_end:
             return
-        start = offset - (self._pos - len(self._tail))
-        block = self._tail[start : start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        start = offset - (self._pos - self._tail_size)
+        tail = b"".join(self._tail)
+        block = tail[start : start + tarfile.BLOCKSIZE] if start >= 0 else b""
         if any(block):
             raise UnsafeArchive(f"invalid tar layer: invalid tar header at offset {offset}")
 
@@ -239,8 +248,12 @@ class _Applier:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
         try:
+            written = 0
             while chunk := source.read(_COPY_CHUNK):
                 _write_all(fd, chunk)
+                written += len(chunk)
+                if written % writeback.EVERY < len(chunk):
+                    writeback.start_writeback(fd)  # the layer is synced before it is published
             self._set_meta(fd, member)
             os.utime(fd, ns=_times(member))
         finally:

@@ -4,11 +4,13 @@ On disk (``<data-root>/layers``)::
 
     <chain-hex>/diff        the layer's own content, overlay format (whiteouts are 0:0 devices)
     <chain-hex>/layer.json  {"chain_id", "parent", "diff_id", "size"}
-    .tmp-<pid>-<random>/    an unpack in progress; renamed to <chain-hex> when complete
+    .tmp-<pid>-<random>/    an unpack in progress, or prepared and waiting for its parent;
+                            renamed to <chain-hex> when complete
 
 A layer directory appears by one rename of a complete temp directory, so a reader never sees a
-half-unpacked layer. Two applies of the same chain ID may race: both unpack, the first rename
-wins and the loser discards its copy.
+half-unpacked layer. An unpack (``prepare``) needs nothing of the layers below it, so a pull
+unpacks layers as they arrive and publishes them (``commit``) bottom first. Two applies of the
+same chain ID may race: both unpack, the first rename wins and the loser discards its copy.
 
 A store with an ``IdentityMapping`` (a ``--userns-remap`` daemon's) unpacks every owner shifted
 to the host; chain IDs stay those of the tars, so image IDs do not change.
@@ -41,6 +43,15 @@ _META = "layer.json"
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PreparedLayer:
+    """A layer unpacked into a temp directory of the store, not yet published."""
+
+    diff_id: DiffID
+    path: Path
+    size: int
 
 
 @dataclass(frozen=True)
@@ -106,15 +117,26 @@ class LayerStore:
         The stream is read to its end and its sha256 must equal ``diff_id``. Returns at once,
         without reading, when the chain ID is already there.
         """
-        parse_digest(diff_id)
-        if not diff_id.startswith("sha256:"):
-            raise InvalidArgument(f"unsupported diff ID algorithm: {diff_id}")
+        check_diff_id(diff_id)
         if parent is not None and not self.exists(parent):
             raise NotFound(f"parent layer {parent} does not exist")
-        chain_id = _chain_id(parent, diff_id)
+        chain_id = chain_id_of(parent, diff_id)
         if self.exists(chain_id):
             return chain_id
+        prepared = self.prepare(diff_id, tar_stream)
+        try:
+            return self.commit(prepared, parent)[0]
+        finally:
+            self.discard(prepared)
 
+    def prepare(self, diff_id: DiffID, tar_stream: BinaryIO) -> PreparedLayer:
+        """Unpack a layer tar into a temp directory, unpublished, and verify its diff ID.
+
+        A layer's diff directory holds only its own entries, whatever lies below it, so layers
+        of one image may be prepared in any order (and at the same time); ``commit`` publishes
+        them bottom first. ``discard`` removes what was not committed.
+        """
+        check_diff_id(diff_id)
         tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
         tmp.mkdir(mode=0o700)
         try:
@@ -132,14 +154,31 @@ class LayerStore:
                 raise
             reader.drain()
             reader.verify(diff_id)
-            info = LayerInfo(chain_id, parent, diff_id, _disk_size(diff))
-            _write_json(tmp / _META, info)
+            size = _disk_size(diff)
             if self._durable:
                 _syncfs(tmp)
-            return self._publish(tmp, chain_id)
-        finally:
-            if tmp.exists():
-                _remove(tmp)
+        except BaseException:
+            _remove(tmp)
+            raise
+        return PreparedLayer(diff_id, tmp, size)
+
+    def commit(self, prepared: PreparedLayer, parent: ChainID | None) -> tuple[ChainID, bool]:
+        """Publish a prepared layer on ``parent``; its chain ID, and False if it was there."""
+        if parent is not None and not self.exists(parent):
+            raise NotFound(f"parent layer {parent} does not exist")
+        chain_id = chain_id_of(parent, prepared.diff_id)
+        if self.exists(chain_id):
+            return chain_id, False
+        if not prepared.path.is_dir():
+            raise Internal(f"layer {prepared.diff_id} was committed or discarded already")
+        _write_json(prepared.path / _META, LayerInfo(chain_id, parent, prepared.diff_id,
+                                                     prepared.size))
+        return self._publish(prepared.path, chain_id)
+
+    def discard(self, prepared: PreparedLayer) -> None:
+        """Remove a prepared layer that was not committed (a no-op after a commit)."""
+        if prepared.path.exists():
+            _remove(prepared.path)
 
     def remove(self, chain_id: ChainID) -> None:
         """Remove one layer. Its children are the caller's business (GC knows the references)."""
@@ -170,7 +209,7 @@ class LayerStore:
             size=int(raw["size"]),
         )
 
-    def _publish(self, tmp: Path, chain_id: ChainID) -> ChainID:
+    def _publish(self, tmp: Path, chain_id: ChainID) -> tuple[ChainID, bool]:
         final = self._dir(chain_id)
         try:
             os.rename(tmp, final)
@@ -178,11 +217,11 @@ class LayerStore:
             # the rename race: another apply of the same chain ID finished first
             if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and self.exists(chain_id):
                 log.debug("layer %s was unpacked concurrently; keeping the other copy", chain_id)
-                return chain_id
+                return chain_id, False
             raise Internal(f"failed to register layer {chain_id}: {err.strerror}") from err
         if self._durable:
             _fsync_dir(self.root)
-        return chain_id
+        return chain_id, True
 
     def _sweep_stale(self) -> None:
         """Remove temp and trash directories left by processes that no longer exist."""
@@ -196,7 +235,13 @@ class LayerStore:
                     _remove(entry)
 
 
-def _chain_id(parent: ChainID | None, diff_id: DiffID) -> ChainID:
+def check_diff_id(diff_id: DiffID) -> None:
+    parse_digest(diff_id)
+    if not diff_id.startswith("sha256:"):
+        raise InvalidArgument(f"unsupported diff ID algorithm: {diff_id}")
+
+
+def chain_id_of(parent: ChainID | None, diff_id: DiffID) -> ChainID:
     if parent is None:
         return ChainID(diff_id)
     return ChainID(sha256_digest(f"{parent} {diff_id}".encode()))

@@ -356,6 +356,9 @@ def test_interrupted_pull_leaves_no_half_blob_and_restarts_cleanly(reg_daemon, t
         assert b"unexpected EOF" in err or b"connection refused" in err, err
         assert not any(ingest.iterdir())
         assert content_blobs(reg_daemon) == blobs_before
+        # the layers it was unpacking while they arrived are gone too
+        assert not [p for p in (reg_daemon.data_root / "layers").iterdir()
+                    if p.name.startswith(".")]
         # the same storage served again: the pull starts over and completes
         reg.stop()
         reg = start_registry(tmp_path / "registry")

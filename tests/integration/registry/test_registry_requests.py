@@ -28,9 +28,19 @@ def _digests_hidden(lines: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("fake_registry", ["auth"], indirect=True)
-def test_case_037_token_auth_scopes(reg_daemon, fake_registry):
+def test_case_037_token_auth_scopes(reg_daemon, fake_registry, open_registry):
     """Case 037: follow the Bearer challenge, ask for ``repository:foo/bar:pull`` to pull and
-    ``push,pull`` to push, then send the token on every request."""
+    ``push,pull`` to push, then send the token on every request.
+
+    The dockerd that was captured knew what its busybox layers are compressed (it had pulled
+    them), so it only asked the fake whether it has those blobs. berth's busybox was loaded
+    from an archive: one push to a real registry first tells berth what its layers became."""
+    known = f"{open_registry.host}/case037/busybox:1"
+    reg_daemon.out("tag", "busybox", known)
+    try:
+        reg_daemon.out("push", known)
+    finally:
+        reg_daemon.cli("rmi", known)
     ref = f"{fake_registry.host}/foo/bar:v1"
     pull = reg_daemon.cli("pull", ref)
     assert pull.returncode == 1  # the fake holds no manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -19,6 +20,7 @@ from berth.cli.render import (
     format_ports,
     human_duration,
     human_size,
+    print_json_messages,
     quoted_command,
     short_id,
     tabulate,
@@ -159,3 +161,33 @@ def test_filters_param_is_dockers_json() -> None:
 def test_build_time_ansic() -> None:
     assert _ansic("2026-05-07T21:09:36.000000000+00:00") == "Thu May  7 21:09:36 2026"
     assert _ansic("2025-05-30T12:07:14Z") == "Fri May 30 12:07:14 2025"
+
+
+def test_json_progress_on_a_terminal_rewrites_each_layer_line_in_place() -> None:
+    def layer(ident: str, status: str, progress: str = "") -> dict[str, object]:
+        msg: dict[str, object] = {"status": status, "progressDetail": {}, "id": ident}
+        if progress:
+            msg["progress"] = progress
+        return msg
+
+    out = io.StringIO()
+    print_json_messages(iter([
+        {"status": "Pulling from x", "id": "a"},
+        layer("l1", "Pulling fs layer"),
+        layer("l2", "Pulling fs layer"),
+        layer("l1", "Downloading", "[=>   ] 1B/2B"),
+        layer("l1", "Pull complete"),
+        {"status": "Digest: sha256:1"},
+        {"status": "Pulling from x", "id": "b"},  # pull -a: the next tag's block
+        layer("l1", "Already exists"),
+    ]), out, tty=True)
+    assert out.getvalue() == (
+        "a: Pulling from x\n"
+        "l1: Pulling fs layer\n"
+        "l2: Pulling fs layer\n"
+        "\x1b[2A\r\x1b[2Kl1: Downloading [=>   ] 1B/2B\n\x1b[1B"
+        "\x1b[2A\r\x1b[2Kl1: Pull complete\n\x1b[1B"
+        "Digest: sha256:1\n"
+        "b: Pulling from x\n"
+        "l1: Already exists\n"  # below its tag's line, not over the last block's
+    )

@@ -96,3 +96,34 @@ def test_clean_ingest_removes_leftovers(store: LocalContentStore) -> None:
     (store.ingest_root / "stale").write_bytes(b"half")
     store.clean_ingest()
     assert list(store.ingest_root.iterdir()) == []
+
+
+def test_writer_names_the_blob_only_when_verified(store: LocalContentStore) -> None:
+    data = b"piece by piece" * 1000
+    digest = sha256_digest(data)
+    with store.writer() as writer:
+        for i in range(0, len(data), 4096):
+            writer.write(data[i : i + 4096])
+            assert not store.has(digest)
+        assert writer.digest == digest and writer.size == len(data)
+        assert writer.commit(digest, len(data)) == (BlobInfo(digest, len(data)), True)
+    assert store.read_blob(digest) == data
+    with store.writer() as again:
+        again.write(data)
+        assert again.commit(digest, len(data))[1] is False  # there already
+    assert list(store.ingest_root.iterdir()) == []
+
+
+def test_writer_left_or_refused_leaves_nothing(store: LocalContentStore) -> None:
+    with store.writer() as writer:
+        writer.write(b"half a blob")
+    with store.writer() as wrong:
+        wrong.write(b"other bytes")
+        with pytest.raises(DigestMismatch):
+            wrong.commit(sha256_digest(b"expected bytes"))
+    with store.writer() as short:
+        short.write(b"abc")
+        with pytest.raises(DigestMismatch, match="expected 4 bytes, got 3"):
+            short.verify(sha256_digest(b"abcd"), 4)
+    assert list(store.ingest_root.iterdir()) == []
+    assert list(store.walk()) == []

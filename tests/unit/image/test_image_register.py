@@ -21,6 +21,7 @@ from tests.support.image_archives import (
 from berth.errors import InvalidArgument
 from berth.image.archive import host_platform
 from berth.image.store import ImageStore
+from berth.oci.digest import ChainID
 
 LAYER = layer_tar({"bin/": None, "bin/sh": b"sh" * 100})
 CONFIG = config_json([LAYER])
@@ -155,3 +156,41 @@ def test_import_of_something_that_is_not_a_tar(store: ImageStore, data_root: Pat
 
 def test_tar_builder_sanity() -> None:
     assert TarBuilder().build()  # an empty archive is still two zero blocks
+
+
+def test_leased_layers_outlive_rmi_and_failed_pulls(store: ImageStore) -> None:
+    digest = _pulled(store)
+    store.register_manifest(digest, ["busybox:latest"])
+    chain = ChainID(store.get("busybox").diff_ids[0])
+    with store.layer_lease([chain]):  # a pull that needs the layer is running
+        store.remove("busybox")
+        assert store._layers.exists(chain)
+        store.drop_layers([chain])  # another pull failed: the lease still holds
+        assert store._layers.exists(chain)
+    store.drop_layers([chain])
+    assert not store._layers.exists(chain)
+
+
+def test_pushed_blobs_are_remembered_per_repository(store: ImageStore) -> None:
+    from berth.image.push import rank_pushed
+    from berth.image.refs import PushedBlob
+    from berth.oci.digest import DiffID, Digest
+
+    diff = DiffID(sha(b"layer"))
+
+    def pushed(registry: str, repo: str) -> PushedBlob:
+        return PushedBlob(diff, registry, repo, Digest(sha(b"gz")), 10, "gz")
+
+    here = "127.0.0.1:5000"
+    for registry, repo in (("docker.io", "library/x"), (here, "team/a/old"), (here, "other"),
+                           (here, "team/b"), (here, "team/a/old")):
+        store.record_pushed_blob(pushed(registry, repo))  # recorded again: newest now
+    assert store.pushed_blobs(diff) == [pushed(here, "team/a/old"), pushed(here, "team/b"),
+                                        pushed(here, "other"), pushed("docker.io", "library/x")]
+    assert store.pushed_blobs(DiffID(sha(b"other layer"))) == []
+    # dockerd's order for a push to team/a/new: this registry, nearest repository, newest
+    ranked = rank_pushed(store.pushed_blobs(diff), here, "team/a/new")
+    assert [(b.registry, b.repo) for b in ranked] == [
+        (here, "team/a/old"), (here, "team/b"), (here, "other"), ("docker.io", "library/x")]
+    ranked = rank_pushed(store.pushed_blobs(diff), here, "team/b")
+    assert ranked[0].repo == "team/b"

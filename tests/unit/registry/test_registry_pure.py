@@ -22,7 +22,7 @@ from berth.registry.auth import (
     parse_challenges,
     parse_token_response,
 )
-from berth.registry.client import api_host, is_insecure
+from berth.registry.client import api_host, is_insecure, next_link
 
 
 def test_bearer_challenge_with_quoted_commas_and_several_scopes():
@@ -112,3 +112,57 @@ def test_progress_bar_matches_dockerd():
     assert progress_bar(19968, 1984459) == f"[>{' ' * 50}]  19.97kB/1.984MB"
     assert progress_bar(2140160, 1984459) == f"[{'=' * 50}>]   2.14MB"
     assert human_size(527) == "527B"
+
+
+@pytest.mark.parametrize("header, expected", [
+    ('</v2/a/tags/list?last=b&n=2>; rel="next"', "/v2/a/tags/list?last=b&n=2"),
+    ('<https://r.example/v2/a/tags/list?last=b>; rel=next', "https://r.example/v2/a/tags/list?last=b"),
+    ('</x>; rel="prev", </y>; rel="next"', "/y"),
+    ('</x>; rel="prev"', None),
+    ("", None),
+    ("garbage", None),
+])
+def test_next_link(header, expected):
+    assert next_link(header) == expected
+
+
+def test_tag_list_follows_link_pages():
+    """Pagination against a tiny HTTP server on loopback (Debian's registry ignores ``n``)."""
+    import http.server
+    import threading
+
+    from berth.registry.client import RegistryClient, RegistryConfig
+
+    pages = {"/v2/a/b/tags/list": (["z", "b"], "/v2/a/b/tags/list?last=b&n=2"),
+             "/v2/a/b/tags/list?last=b&n=2": (["c"], "/v2/a/b/tags/list?last=c&n=2"),
+             "/v2/a/b/tags/list?last=c&n=2": ([], None)}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/v2/":
+                body, link = b"{}", None
+            else:
+                tags, link = pages[self.path]
+                body = json.dumps({"name": "a/b", "tags": tags or None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            if link:
+                self.send_header("Link", f'<{link}>; rel="next"')
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = RegistryClient(RegistryConfig(insecure_registries=("127.0.0.0/8",)))
+        host = f"127.0.0.1:{server.server_address[1]}"
+        repo = client.repository(host, "a/b", AuthConfig(), "pull")
+        assert repo.list_tags() == ["z", "b", "c"]  # the registry's order, every page
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -190,6 +190,38 @@ def test_stale_temp_dirs_of_dead_processes_are_swept(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == [f".tmp-{os.getpid()}-live"]
 
 
+def test_prepare_in_any_order_commit_bottom_first(store: LayerStore) -> None:
+    d1, t1 = layer({"a": b"1"})
+    d2, t2 = layer({"b": b"22"})
+    top = store.prepare(d2, io.BytesIO(t2))  # the upper layer is unpacked first
+    bottom = store.prepare(d1, io.BytesIO(t1))
+    c1, c2 = chain_ids([d1, d2])
+    assert not store.exists(c1) and not store.exists(c2)  # nothing published yet
+    with pytest.raises(NotFound):
+        store.commit(top, c1)  # its parent is not there yet
+    assert store.commit(bottom, None) == (c1, True)
+    assert store.commit(top, c1) == (c2, True)
+    assert (store.diff_dir(c2) / "b").read_bytes() == b"22"
+    assert store.info(c2).parent == c1 and store.size(c2) == 2
+    store.discard(top)  # after a commit: nothing left to do
+    assert leftovers(store) == []
+
+
+def test_prepared_layer_discarded_or_already_there(store: LayerStore) -> None:
+    d1, t1 = layer({"a": b"1"})
+    first = store.prepare(d1, io.BytesIO(t1))
+    second = store.prepare(d1, io.BytesIO(t1))
+    assert store.commit(first, None) == (ChainID(d1), True)
+    assert store.commit(second, None) == (ChainID(d1), False)  # another copy won
+    store.discard(second)
+    bad = store.prepare(d1, io.BytesIO(t1))
+    store.discard(bad)
+    assert leftovers(store) == []
+    with pytest.raises(DigestMismatch):
+        store.prepare(d1, io.BytesIO(t1 + b"\0" * 512))
+    assert leftovers(store) == []
+
+
 def test_a_remapped_store_unpacks_shifted_and_keeps_the_chain_id(tmp_path: Path) -> None:
     remap = IdentityMapping((IDMap(0, 100000, 65536),), (IDMap(0, 100000, 65536),))
     store = LayerStore(tmp_path / "layers", durable=False, ids=remap)

@@ -48,6 +48,7 @@ from berth.errors import (
     NotFound,
     NotImplementedByBerth,
 )
+from berth.reference import parse_named
 
 if TYPE_CHECKING:
     from berth.api.app import ApiRouter
@@ -82,7 +83,7 @@ class ImagePuller(Protocol):
     gets a plain error status, as from dockerd."""
 
     def pull(self, ref: str, auth: str | None, progress: Progress,
-             platform: str | None = None) -> None: ...
+             platform: str | None = None, all_tags: bool = False) -> None: ...
 
 
 class ImagePusher(Protocol):
@@ -308,18 +309,20 @@ class ImageRoutes:
         if self._puller is None:
             raise NotImplementedByBerth("pulling images is not implemented yet in berth")
         puller = self._puller
-        image = request.query["fromImage"]
+        # "pull -a" may send the name with a trailing ":" (dockerd trims it too)
+        image = request.query["fromImage"].removesuffix(":")
         tag = request.query.get("tag", "")
         ref = image if not tag or "@" in image else (
             f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}")
         auth = request.headers.get("X-Registry-Auth")
-        platform = request.query.get("platform") or None
+        options: dict[str, Any] = {}
+        if request.query.get("platform"):
+            options["platform"] = request.query["platform"]
+        if not tag and _name_only(image):
+            options["all_tags"] = True  # as dockerd: no tag anywhere means every tag
 
         def work(progress: Progress) -> None:
-            if platform:
-                puller.pull(ref, auth, progress, platform)
-            else:
-                puller.pull(ref, auth, progress)
+            puller.pull(ref, auth, progress, **options)
 
         return await self._progress_stream(request, work)
 
@@ -343,6 +346,15 @@ class ImageRoutes:
 
 
 # -- list filters -------------------------------------------------------------------------------
+
+
+def _name_only(image: str) -> bool:
+    """A repository name without tag or digest (what ``pull -a`` sends)."""
+    try:
+        ref = parse_named(image)
+    except BerthError:
+        return False  # the puller reports the bad name
+    return ref.tag is None and ref.digest is None
 
 
 def _dangling_filter(filters: Mapping[str, list[str]]) -> bool | None:
