@@ -532,16 +532,7 @@ class Repository:
             length = 0
         else:
             body, length = reader, size  # type: ignore[assignment]
-        sep = "&" if "?" in target else "?"
-        target += f"{sep}digest={urllib.parse.quote(digest, safe=':')}"
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
-        resp = self._request("PUT", target, headers, body, endpoint=endpoint)
-        raw = resp.read_all(1 << 20)
-        if resp.status not in (201, 204):
-            self._fail(resp, "PUT", target, raw)
-        told = resp.header("Docker-Content-Digest")
-        if told and told != digest:
-            raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
+        self._finish_upload(endpoint, target, digest, body, length)
 
     def upload_stream(self, stream: BinaryIO, digest_of: Callable[[], str],
                       location: str | None = None) -> str:
@@ -558,17 +549,22 @@ class Repository:
             self._fail(resp, "PATCH", target, raw)
         endpoint, target = self._resolve(endpoint, resp.header("Location") or target)
         digest = digest_of()
+        self._finish_upload(endpoint, target, digest, b"", 0)
+        return digest
+
+    def _finish_upload(self, endpoint: Endpoint, target: str, digest: str,
+                       body: bytes | BinaryIO, length: int) -> None:
+        """The closing ``PUT ...?digest=``; the registry must name the same digest back."""
         sep = "&" if "?" in target else "?"
         target += f"{sep}digest={urllib.parse.quote(digest, safe=':')}"
-        resp = self._request("PUT", target, {"Content-Type": "application/octet-stream",
-                                             "Content-Length": "0"}, b"", endpoint=endpoint)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
+        resp = self._request("PUT", target, headers, body, endpoint=endpoint)
         raw = resp.read_all(1 << 20)
         if resp.status not in (201, 204):
             self._fail(resp, "PUT", target, raw)
         told = resp.header("Docker-Content-Digest")
         if told and told != digest:
             raise DigestMismatch(f"registry stored the blob as {told}, expected {digest}")
-        return digest
 
 
 def next_link(header: str) -> str | None:
