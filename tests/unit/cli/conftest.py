@@ -20,7 +20,8 @@ import pytest
 
 from berth.cli.main import main
 
-CAPTURES = Path("/work/shared/reference/docker-cli-traffic")
+# captures of the real docker CLI 28 talking to dockerd 20.10 (request, response, output)
+CAPTURES = Path(__file__).parent / "captures"
 
 
 @dataclass

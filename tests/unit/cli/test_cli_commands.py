@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import (
+    CAPTURES,
     FakeDaemon,
     Reply,
     Request,
@@ -218,8 +219,7 @@ def test_version_without_daemon_prints_client_section(tmp_path: Path) -> None:
 
 
 def test_info_matches_capture(fake_daemon: Start) -> None:
-    lines = (Path("/work/shared/reference/docker-cli-traffic/28-info.txt")
-             .read_text().splitlines())
+    lines = (CAPTURES / "28-info.txt").read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith('{"ID"'))
     doc = json.loads(lines[start])
     d = fake_daemon(lambda r: Reply(200, doc))

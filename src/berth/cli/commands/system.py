@@ -41,6 +41,14 @@ def _ansic(stamp: str) -> str:
     return text[:8] + (" " + day[1] if day.startswith("0") else day) + text[10:]
 
 
+def _go_fields(info: Any) -> Any:
+    """Templates see Go's field names: ``APIVersion`` is the field behind JSON's
+    ``ApiVersion`` in the docker CLI's version structs."""
+    if not isinstance(info, dict) or "ApiVersion" not in info:
+        return info
+    return {("APIVersion" if k == "ApiVersion" else k): v for k, v in info.items()}
+
+
 VERSION = Command("version", "version [OPTIONS]", "Show the berth version information", [
     Flag("format", "f", "str", help="Format output using a custom template"),
 ], max_args=0)
@@ -64,7 +72,8 @@ def version(cli: Cli, argv: list[str]) -> int:
             error = exc
         from berth.cli.template import render
 
-        cli.out(render(opts["format"], {"Client": client_info, "Server": server}))
+        cli.out(render(opts["format"], {"Client": _go_fields(client_info),
+                                        "Server": _go_fields(server)}))
         if error is not None:
             raise error
         return 0
