@@ -109,6 +109,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(404, "page not found")
     except web.HTTPException:
         raise
+    except ConnectionResetError:
+        # the client went away mid-stream (logs -f, events, export piped to head): nothing
+        # to answer, nothing to log beyond debug; aiohttp drops this reply on the closed socket
+        log.debug("%s %s: the client went away", request.method, request.path)
+        return web.Response(status=400)
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception as err:

@@ -310,9 +310,10 @@ def _usage_for(invoked: str, command: object) -> str:
     from berth.cli import flags
 
     assert isinstance(command, flags.Command)
-    usage_words = command.usage.split(" ", 1)
-    rest = usage_words[1] if len(usage_words) > 1 else ""
-    return f"{invoked} {rest}".strip()
+    words = command.usage.split(" ")
+    while words and words[0].isalpha() and words[0].islower():  # "volume rm": the command
+        words.pop(0)
+    return f"{invoked} {' '.join(words)}".strip()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
+from tests.conftest import _tool
 
 pytestmark = pytest.mark.usefixtures("daemon")
 
@@ -239,3 +241,30 @@ def test_detach_keys_only_apply_with_a_tty(daemon):
         assert proc.stdout == data
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+def test_a_client_that_goes_away_mid_stream_is_not_a_daemon_error(daemon):
+    """logs -f, events and export cut short by the client: berthd logs no traceback."""
+    start = daemon.log_path.stat().st_size
+    cid = daemon.out("run", "-d", "busybox", "sh", "-c",
+                     "while true; do echo tick; sleep 0.1; done").strip()
+    try:
+        for args in (["logs", "-f", cid], ["events"], ["stats", cid]):
+            with subprocess.Popen([*_tool("berth"), "-H", daemon.host, *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  env=daemon.env) as proc:
+                time.sleep(0.8)
+                proc.kill()
+        daemon.out("run", "--rm", "busybox", "true")  # an event for the dead events stream
+        with subprocess.Popen([*_tool("berth"), "-H", daemon.host, "export", cid],
+                              stdout=subprocess.PIPE, env=daemon.env) as export:
+            assert export.stdout is not None
+            export.stdout.read(4096)
+            export.kill()
+        time.sleep(1)
+    finally:
+        daemon.cli("rm", "-f", cid)
+    with open(daemon.log_path, "rb") as log:
+        log.seek(start)
+        written = log.read().decode(errors="replace")
+    assert "Traceback" not in written and "level=error" not in written, written[-3000:]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import (
     CAPTURES,
     FakeDaemon,
@@ -687,3 +689,14 @@ def test_stats_no_stream_command(fake_daemon: Start) -> None:
     result = run_cli(d.host, "stats", "--no-stream", "anchor-p1")
     assert result.out == capture_output("33-stats-no-stream.txt")
     assert api(d) == ["GET /v1.41/containers/anchor-p1/stats?stream=0"]
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["volume", "rm"], "Usage:  berth volume rm [OPTIONS] VOLUME [VOLUME...]"),
+    (["network", "rm"], "Usage:  berth network rm NETWORK [NETWORK...]"),
+    (["container", "rm"], "Usage:  berth container rm [OPTIONS] CONTAINER [CONTAINER...]"),
+    (["images"], "Usage:  berth images [OPTIONS] [REPOSITORY[:TAG]]"),
+])
+def test_help_names_the_command_once(tmp_path: Path, argv: list[str], usage: str) -> None:
+    result = run_cli(f"unix://{tmp_path}/x.sock", *argv, "--help")
+    assert result.out.splitlines()[1] == usage
