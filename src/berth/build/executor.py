@@ -401,7 +401,9 @@ async def _run(run: _Run, state: _StageState, instr: RunInstruction) -> None:
     config = state.config
     script: str | None = None
     if instr.prepend_shell:
-        argv = (*shell_of(config), instr.shell_script())
+        # a bare `RUN` runs the shell with no script, which fails as in Docker (`-c requires
+        # an argument`)
+        argv = (*shell_of(config), instr.shell_script()) if instr.command else shell_of(config)
         alone = instr.heredocs and parse_heredoc_word(instr.command[0]) is not None
         if alone and instr.shell_script().startswith("#!"):
             script = instr.shell_script()

@@ -303,3 +303,11 @@ def test_changed_chown_invalidates_the_copy_cache(builder):
     assert builder.run(tag, "stat", "-c", "%u:%g", "/f.txt") == "2:2\n"
     history = builder.out("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)
     assert "COPY --chown=2:2file:" in history  # Docker glues the flag to the hash
+
+
+def test_a_bare_run_fails_as_in_docker(builder):
+    """`RUN` with nothing after it runs `/bin/sh -c` with no script (dockerd 20.10: exit 2)."""
+    proc = builder.build(builder.context("FROM busybox\nRUN\n"))
+    assert proc.returncode == 2
+    assert b"-c requires an argument" in proc.stdout + proc.stderr
+    assert b"The command '/bin/sh -c' returned a non-zero code: 2" in proc.stderr
