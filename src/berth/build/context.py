@@ -229,6 +229,8 @@ class BuildContext:
                 rel = "dockerfile"
         if text is None:
             raise NotFound(f"Cannot locate specified Dockerfile: {name}")
+        if not text:
+            raise InvalidArgument(f"the Dockerfile ({name}) cannot be empty")
         ignore_text = _read_inside(root, ".dockerignore")
         if ignore_text is not None:
             _apply_ignore(root, DockerIgnore.from_text(ignore_text))

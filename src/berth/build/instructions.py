@@ -680,7 +680,7 @@ def exposed_ports(ports: Iterable[str]) -> tuple[str, ...]:
             raise DockerfileError(f"invalid proto: {proto}")
         first, dash, last = number.partition("-")
         if not first.isdigit() or (dash and not last.isdigit()):
-            raise DockerfileError(f"invalid containerPort: {number}")
+            raise DockerfileError(f"Invalid containerPort: {number}")  # dockerd 20.10's wording
         lo, hi = int(first), int(last) if dash else int(first)
         if hi < lo or hi > 65535:
             raise DockerfileError(f"invalid range specified for container port: {number}")

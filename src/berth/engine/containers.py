@@ -428,7 +428,7 @@ class ContainerService:
         """The shim of a running container, for exec; Docker's 409s otherwise."""
         record = self.get(ref)
         if record.status.state == ContainerState.PAUSED:
-            raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
+            raise Conflict(f"Container {ref} is paused, unpause the container before exec")
         shim = self._shims.get(record.id)
         if record.status.state != ContainerState.RUNNING or shim is None:
             raise Conflict(f"Container {record.id} is not running")
@@ -544,6 +544,8 @@ class ContainerService:
     def rename(self, ref: str, new_name: str) -> None:
         record = self.get(ref)
         new_name = validate_name(new_name)
+        if new_name == record.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
         if existing := self._db.by_name(new_name):
             raise AlreadyExists(
                 f'Error when allocating new name: Conflict. The container name "/{new_name}" '

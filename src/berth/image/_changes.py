@@ -80,7 +80,7 @@ def _ports(rest: str) -> tuple[str, ...]:
         proto = (proto or "tcp").lower()
         low, _, high = port.partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise InvalidArgument(f"invalid containerPort: {port}")
+            raise InvalidArgument(f"Invalid containerPort: {port}")
         for number in range(int(low), int(high or low) + 1):
             out.append(f"{number}/{proto}")
     return tuple(out)

@@ -280,3 +280,43 @@ def test_cp_container_root_stays_inside_destination(daemon, tmp_path: Path) -> N
         assert (tmp_path / "root" / "bin" / "busybox").is_file()
     finally:
         daemon.cli("rm", "-f", ctr)
+
+
+# -- a second trial (2026-12-03); expected texts are dockerd 20.10.24 + docker CLI 28's ---------
+
+
+def test_rename_to_the_same_name_is_refused_as_docker(daemon) -> None:  # type: ignore[no-untyped-def]
+    ctr = _name("same")
+    daemon.out("create", "--name", ctr, "busybox", "true")
+    try:
+        proc = daemon.cli("rename", ctr, ctr)
+        assert proc.returncode == 1
+        assert proc.stderr.decode() == (
+            "Error response from daemon: Renaming a container with the same name as its "
+            f"current name\nError: failed to rename container named {ctr}\n")
+    finally:
+        daemon.cli("rm", "-f", ctr)
+
+
+def test_exec_in_a_paused_container_names_it_as_typed(daemon) -> None:  # type: ignore[no-untyped-def]
+    ctr = _name("paused")
+    daemon.out("run", "-d", "--name", ctr, "busybox", "sleep", "30")
+    try:
+        daemon.out("pause", ctr)
+        proc = daemon.cli("exec", ctr, "true")
+        assert proc.returncode == 1
+        assert proc.stderr.decode() == (f"Error response from daemon: Container {ctr} is paused, "
+                                        "unpause the container before exec\n")
+    finally:
+        daemon.cli("rm", "-f", ctr)
+
+
+def test_empty_dockerfile_and_bad_expose_use_dockerds_words(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "Dockerfile").write_text("")
+    proc = daemon.cli("build", "-q", str(tmp_path))
+    assert proc.returncode == 1
+    assert b"the Dockerfile (Dockerfile) cannot be empty" in proc.stderr
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nEXPOSE notaport\n")
+    proc = daemon.cli("build", "-q", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip().endswith("Invalid containerPort: notaport")

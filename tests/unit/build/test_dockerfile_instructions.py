@@ -262,7 +262,7 @@ def test_exposed_ports() -> None:
     )
     with pytest.raises(DockerfileError, match="invalid proto: icmp"):
         exposed_ports(["1/icmp"])
-    with pytest.raises(DockerfileError, match="invalid containerPort: http"):
+    with pytest.raises(DockerfileError, match="Invalid containerPort: http"):
         exposed_ports(["http"])
 
 

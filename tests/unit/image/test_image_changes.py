@@ -36,7 +36,7 @@ def test_changes(lines: list[str], expected: ImageConfig) -> None:
     [
         ("RUN make", "run is not a valid change command"),
         ("COPY a b", "copy is not a valid change command"),
-        ("EXPOSE http", "invalid containerPort: http"),
+        ("EXPOSE http", "Invalid containerPort: http"),  # dockerd 20.10
         ("LABEL novalue", "LABEL names can not be blank"),
         ("ENV A='unterminated", "invalid change"),
         ("HEALTHCHECK --interval=1s CMD true", "Unknown type"),

@@ -345,7 +345,11 @@ def rename(cli: Cli, argv: list[str]) -> int:
     _, args = cli.parse(RENAME, argv)
     if not args[1].strip():
         raise StatusError("Error: Neither old nor new names may be empty", 1)
-    cli.client.request("POST", f"/containers/{args[0]}/rename", {"name": args[1]})
+    try:
+        cli.client.request("POST", f"/containers/{args[0]}/rename", {"name": args[1]})
+    except ApiError as exc:  # docker prints the daemon's answer, then its own line
+        cli.err(f"Error response from daemon: {exc.message}")
+        raise StatusError(f"Error: failed to rename container named {args[0]}", 1) from None
     return 0
 
 
