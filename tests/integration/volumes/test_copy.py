@@ -200,3 +200,24 @@ def test_cp_follow_link(daemon, container, tmp_path):
     assert (tmp_path / "asis").is_symlink()
     daemon.out("cp", "-L", f"{container}:/tmp/in/hn", str(tmp_path / "followed"))
     assert (tmp_path / "followed").is_file() and not (tmp_path / "followed").is_symlink()
+
+
+def test_trailing_slash_destinations_as_docker(daemon, container, tmp_path):
+    """docker 28 CLI + dockerd 20.10.24: a file cannot create the directory `dir/` asks for
+    (the CLI says `no such directory`); a directory can; a missing parent is the daemon's 404."""
+    src = tmp_path / "f"
+    src.write_text("x\n")
+    proc = daemon.cli("cp", str(src), f"{container}:/nonexistdir/sub/")
+    assert (proc.returncode, proc.stderr.decode()) == (1, "no such directory\n")
+    proc = daemon.cli("cp", str(src), f"{container}:/nonexistdir/")
+    assert (proc.returncode, proc.stderr.decode()) == (1, "no such directory\n")
+    proc = daemon.cli("cp", str(src), f"{container}:/nonexistdir/file")
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == ("Error response from daemon: Could not find the file "
+                                    f"/nonexistdir in container {container}\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("a\n")
+    daemon.out("cp", str(tree), f"{container}:/newdir/")
+    assert daemon.out("cp", f"{container}:/newdir/a", str(tmp_path / "back")) == ""
+    assert (tmp_path / "back").read_text() == "a\n"

@@ -81,9 +81,9 @@ def _to_container(cli: Cli, src: str, name: str, dst: str, opts: dict[str, Any])
     if stat is not None and dst_is_dir:
         target_dir, arcname = dst, src_base
     else:
-        if dst.endswith("/") and stat is None:
-            raise StatusError(f"Error response from daemon: Could not find the file {dst} in "
-                              f"container {name}", 1)
+        if dst.endswith(("/", "/.")) and stat is None and not os.path.isdir(src):
+            # docker's CLI: a file cannot make the directory a trailing slash asks for
+            raise StatusError("no such directory", 1)
         target_dir = os.path.dirname(dst.rstrip("/")) or "/"
         arcname = os.path.basename(dst.rstrip("/"))
     data = _tar_local(src, "" if contents_only else arcname, opts["follow_link"])
