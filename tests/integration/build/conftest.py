@@ -13,6 +13,21 @@ from pathlib import Path
 import pytest
 
 
+def write_context(ctx: Path, dockerfile: str,
+                  files: dict[str, str | bytes] | None = None) -> Path:
+    """A build context directory: the Dockerfile and ``files`` (relative path → content)."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for rel, data in (files or {}).items():
+        path = ctx / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    return ctx
+
+
 @dataclass
 class Builder:
     """Builds contexts with the CLI and removes what it tagged or started."""
@@ -24,17 +39,7 @@ class Builder:
 
     def context(self, dockerfile: str, files: dict[str, str | bytes] | None = None,
                 name: str = "ctx") -> Path:
-        ctx = self.root / name
-        ctx.mkdir(parents=True, exist_ok=True)
-        (ctx / "Dockerfile").write_text(dockerfile)
-        for rel, data in (files or {}).items():
-            path = ctx / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, bytes):
-                path.write_bytes(data)
-            else:
-                path.write_text(data)
-        return ctx
+        return write_context(self.root / name, dockerfile, files)
 
     def tag(self) -> str:
         tag = f"buildtest-{secrets.token_hex(4)}:latest"

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.integration.build.conftest import write_context
 
 pytestmark = pytest.mark.usefixtures("daemon")
 
@@ -102,16 +103,7 @@ class Pair:
 
     def build(self, dockerfile: str, files: dict[str, str | bytes] | None = None,
               *args: str) -> str:
-        ctx = self.root / f"ctx-{len(self.tags)}"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(dockerfile)
-        for rel, data in (files or {}).items():
-            path = ctx / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, bytes):
-                path.write_bytes(data)
-            else:
-                path.write_text(data)
+        ctx = write_context(self.root / f"ctx-{len(self.tags)}", dockerfile, files)
         tag = f"berthcmp/parity-{secrets.token_hex(4)}:1"
         self.tags.append(tag)
         before = set(_dangling())
