@@ -19,7 +19,6 @@ after one warm-up; the issue's goal is berth's no-change rebuild faster than doc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ from run import (  # noqa: E402 - bench/ is not a package
     answering,
     bench_image,
     check,
+    finish,
     summary,
     timed_wait4,
 )
@@ -144,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runs={args.runs}  host: {os.uname().release}, {os.cpu_count()} CPUs; "
           "10-step Dockerfile, cold = --no-cache, rebuild = nothing changed")
     print(render(results))
-    for note in notes:
-        print(note)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": args.runs, "results": results,
-                                               "notes": notes}, indent=1))
+    finish(notes, args.json, {"runs": args.runs, "results": results})
     return 0
 
 

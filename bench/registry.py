@@ -46,7 +46,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import REPO, OwnBerthd, answering, check, summary, timed_wait4  # noqa: E402
+from run import (  # noqa: E402
+    REPO,
+    OwnBerthd,
+    answering,
+    check,
+    finish,
+    summary,
+    timed_wait4,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -321,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(own_push, dict):
             line += f"; berth/skopeo {stored['median'] / own_push['median']:.2f}"
         print(line)
-    for note in notes:
-        print(note)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": args.runs, "bytes": size,
-                                               "results": results, "notes": notes}, indent=1))
+    finish(notes, args.json, {"runs": args.runs, "bytes": size, "results": results})
     return 0
 
 

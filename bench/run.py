@@ -390,12 +390,16 @@ def main(argv: list[str] | None = None) -> int:
         m = r.get("monitor memory")
         if isinstance(m, dict):
             print(f"  {label} monitor processes: {', '.join(m['processes'])}")
+    finish(notes, args.json, {"runs": args.runs, "results": results})
+    return 0
+
+
+def finish(notes: list[str], json_path: str | None, raw: dict[str, object]) -> None:
+    """Print the notes under the table; keep the raw numbers when ``--json`` asked for them."""
     for note in notes:
         print(note)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": args.runs, "results": results,
-                                               "notes": notes}, indent=1))
-    return 0
+    if json_path:
+        Path(json_path).write_text(json.dumps({**raw, "notes": notes}, indent=1))
 
 
 if __name__ == "__main__":
