@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import threading
 import urllib.parse
 from dataclasses import dataclass, field
+
+from tests.support.loopback_http import LoopbackHTTP
 
 TOKEN = "fake-registry-token"
 SERVICE = "fake-registry"
@@ -65,7 +66,7 @@ class FakeRegistry:
     mode: str = "auth"
     requests: list[Request] = field(default_factory=list)
     port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
+    _server: LoopbackHTTP | None = None
 
     @property
     def host(self) -> str:
@@ -140,11 +141,9 @@ class FakeRegistry:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle  # noqa: N815
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackHTTP(Handler)
+        self.port = self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

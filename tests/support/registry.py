@@ -17,13 +17,14 @@ import secrets
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests.support.loopback_http import LoopbackHTTP
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 USER, PASSWORD = "berthuser", "s3cret-pass"
@@ -100,7 +101,7 @@ class TokenServer:
     issuer: str = "berth-test-issuer"
     requests: list[dict[str, list[str]]] = field(default_factory=list)
     port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
+    _server: LoopbackHTTP | None = None
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -168,14 +169,12 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackHTTP(Handler)
+        self.port = self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
 
 @dataclass

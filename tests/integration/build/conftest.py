@@ -5,12 +5,12 @@ from __future__ import annotations
 import http.server
 import secrets
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.loopback_http import LoopbackHTTP
 
 
 def write_context(ctx: Path, dockerfile: str,
@@ -104,12 +104,8 @@ def file_server(tmp_path) -> Iterator[FileServer]:  # type: ignore[no-untyped-de
         def log_message(self, *args):  # type: ignore[no-untyped-def]
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackHTTP(Handler)
     try:
-        yield FileServer(www, server.server_address[1])
+        yield FileServer(www, server.port)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.stop()
