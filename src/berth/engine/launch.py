@@ -70,6 +70,7 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
     env = process_env(record)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home or '/'}")
+    system_paths = hardening.system_paths(h.security_opt)
     return runtime_spec.SpecInput(
         root_path=str(rootfs), args=hardening.init_args(record, tuple(c.argv)), env=tuple(env),
         cwd=c.working_dir or "/", uid=user.uid, gid=user.gid,
@@ -86,8 +87,7 @@ def build_spec_input(record: ContainerRecord, cdir: Path, rootfs: Path,
         no_new_privileges=hardening.no_new_privileges(h.security_opt),
         seccomp=hardening.seccomp_for(record), devices=hardening.devices_for(record),
         host_capabilities=hardening.host_capabilities(),
-        masked_paths=hardening.system_paths(h.security_opt),
-        readonly_paths=hardening.system_paths(h.security_opt),
+        masked_paths=system_paths, readonly_paths=system_paths,
         oom_score_adj=h.oom_score_adj or None, shm_size=h.shm_size,
         userns_mode=userns, id_mapping=ids or IdentityMapping())
 
