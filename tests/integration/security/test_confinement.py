@@ -229,3 +229,13 @@ def test_probe_matches_real_docker(daemon, test_images):
     keys = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp", "NoNewPrivs",
             "procsys", "sysrq", "/proc/kcore", "/proc/keys", "/sys/firmware"]
     assert {k: ours.get(k) for k in keys} == {k: theirs.get(k) for k in keys}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_systempaths_unconfined_drops_masked_and_readonly_paths(daemon, runtime):
+    """Counts are dockerd 20.10.24's for the same command: 2 by default, 0 unconfined."""
+    count = "grep -cE ' /proc/(kcore|sys|keys) ' /proc/self/mountinfo || true"
+    assert daemon.out("run", "--rm", "--runtime", runtime, "busybox", "sh", "-c",
+                      count) == "2\n"
+    assert daemon.out("run", "--rm", "--runtime", runtime, "--security-opt",
+                      "systempaths=unconfined", "busybox", "sh", "-c", count) == "0\n"
